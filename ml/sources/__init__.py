@@ -1,0 +1,1 @@
+"""The sources stage: turns files of the repository into chunks."""

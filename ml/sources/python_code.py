@@ -1,0 +1,179 @@
+"""Chunks Python source with the `ast` module: modules, classes, functions and methods with exact line ranges."""
+
+from __future__ import annotations
+
+import ast
+from dataclasses import dataclass
+
+# A function longer than this is split into overlapping windows that keep its symbol and exact lines.
+MAX_LINES = 80
+WINDOW = 60
+OVERLAP = 12
+TEXT_WINDOW = 60
+
+
+@dataclass(frozen=True)
+class Piece:
+    """A chunk before ids and URLs are attached."""
+
+    kind: str
+    symbol: str
+    start_line: int
+    end_line: int
+    text: str
+    parent_symbol: str = ""
+    signature: str = ""
+    part: int = 0
+
+
+def _windows(start: int, end: int, size: int, overlap: int) -> list[tuple[int, int]]:
+    """Inclusive line windows covering [start, end] with the given overlap."""
+    if end - start + 1 <= size:
+        return [(start, end)]
+    spans = []
+    step = size - overlap
+    s = start
+    while True:
+        e = min(s + size - 1, end)
+        spans.append((s, e))
+        if e >= end:
+            return spans
+        s += step
+
+
+def text_windows(lines: list[str], kind: str = "text", symbol: str = "") -> list[Piece]:
+    """Plain-text windows for a file that cannot be parsed: nothing is dropped."""
+    if not lines:
+        return []
+    return [
+        Piece(kind, symbol, s, e, "\n".join(lines[s - 1 : e]), part=i)
+        for i, (s, e) in enumerate(_windows(1, len(lines), TEXT_WINDOW, OVERLAP // 2))
+        if "".join(lines[s - 1 : e]).strip()
+    ]
+
+
+def _signature(node: ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef, lines: list[str]) -> str:
+    """The definition line(s) up to the colon, as written."""
+    body_start = node.body[0].lineno if node.body else node.lineno
+    # A one-line body sits on the def line: keep the def only.
+    end = max(node.lineno, body_start - 1)
+    header = "\n".join(line.rstrip() for line in lines[node.lineno - 1 : end])
+    if isinstance(node.body[0], ast.Expr) and node.body[0].lineno == node.lineno:
+        header = lines[node.lineno - 1].rstrip()
+    return header.strip()
+
+
+def _start(node: ast.AST) -> int:
+    decorators = getattr(node, "decorator_list", [])
+    return min([d.lineno for d in decorators] + [node.lineno])  # type: ignore[attr-defined]
+
+
+def _first_line(doc: str | None) -> str:
+    return doc.strip().split("\n\n")[0].strip() if doc else ""
+
+
+def chunk_python(source: str, module: str) -> list[Piece]:
+    """Split one Python file into pieces; an unparsable file becomes text windows.
+
+    Args:
+        source: The file's text.
+        module: Dotted module name (used as the module chunk's symbol).
+
+    An unparsable file is returned as `text` pieces, which callers count as a fallback.
+    """
+    lines = source.splitlines()
+    try:
+        tree = ast.parse(source)
+    except (SyntaxError, ValueError):
+        return text_windows(lines, symbol=module)
+
+    pieces: list[Piece] = []
+    defs = [n for n in tree.body if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef)]
+    header_end = (_start(defs[0]) - 1) if defs else len(lines)
+    top_names = [n.name for n in defs]
+    doc = ast.get_docstring(tree) or ""
+    if header_end >= 1 or doc:
+        header_end = max(header_end, 1)
+        summary = f"Defines: {', '.join(top_names)}" if top_names else ""
+        for i, (s, e) in enumerate(_windows(1, min(header_end, len(lines)), WINDOW, OVERLAP)):
+            body = "\n".join(lines[s - 1 : e])
+            text = "\n".join(x for x in (f"module {module}", body, summary if i == 0 else "") if x)
+            if body.strip() or summary:
+                pieces.append(Piece("module", module, s, e, text, part=i))
+
+    def visit(nodes: list[ast.stmt], parent: str) -> None:
+        for node in nodes:
+            if isinstance(node, ast.ClassDef):
+                _class(node, parent)
+            elif isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                _function(node, parent)
+
+    def _class(node: ast.ClassDef, parent: str) -> None:
+        qual = f"{parent}.{node.name}" if parent else node.name
+        start, end = _start(node), node.end_lineno or node.lineno
+        sig = _signature(node, lines)
+        members = []
+        for child in node.body:
+            if isinstance(child, ast.FunctionDef | ast.AsyncFunctionDef):
+                members.append(
+                    f"    {_signature(child, lines).splitlines()[0].strip()}  # {_first_line(ast.get_docstring(child))[:100]}".rstrip(
+                        "# "
+                    ).rstrip()
+                )
+            elif isinstance(child, ast.ClassDef):
+                members.append(f"    class {child.name}")
+            elif isinstance(child, ast.Assign | ast.AnnAssign) and child.lineno == (child.end_lineno or child.lineno):
+                members.append("    " + lines[child.lineno - 1].strip())
+        decorators = "\n".join(lines[i - 1].rstrip() for i in range(start, node.lineno))
+        text = "\n".join(x for x in (decorators, sig, _indent_doc(ast.get_docstring(node)), "\n".join(members)) if x)
+        pieces.append(Piece("class", qual, start, end, text, parent_symbol=parent, signature=sig))
+        visit(node.body, qual)
+
+    def _function(node: ast.FunctionDef | ast.AsyncFunctionDef, parent: str) -> None:
+        qual = f"{parent}.{node.name}" if parent else node.name
+        kind = "method" if parent and _is_class_symbol(parent) else "function"
+        start, end = _start(node), node.end_lineno or node.lineno
+        sig = _signature(node, lines)
+        spans = _windows(start, end, MAX_LINES, OVERLAP) if end - start + 1 > MAX_LINES else [(start, end)]
+        if len(spans) > 1:
+            spans = _windows(start, end, WINDOW, OVERLAP)
+        for i, (s, e) in enumerate(spans):
+            body = "\n".join(lines[s - 1 : e])
+            if i > 0:
+                body = f"{sig}\n    ... (continued, part {i + 1} of {len(spans)})\n{body}"
+            pieces.append(Piece(kind, qual, s, e, body, parent_symbol=parent, signature=sig, part=i))
+
+    class_symbols = _qualnames_of_classes(tree)
+
+    def _is_class_symbol(symbol: str) -> bool:
+        return symbol in class_symbols
+
+    visit(tree.body, "")
+    return pieces
+
+
+def _indent_doc(doc: str | None) -> str:
+    if not doc:
+        return ""
+    return "\n".join("    " + line if line else "" for line in ('"""' + doc.strip() + '"""').splitlines())
+
+
+def _qualnames_of_classes(tree: ast.Module) -> set[str]:
+    names: set[str] = set()
+
+    def walk(nodes: list[ast.stmt], parent: str) -> None:
+        for node in nodes:
+            if isinstance(node, ast.ClassDef):
+                qual = f"{parent}.{node.name}" if parent else node.name
+                names.add(qual)
+                walk(node.body, qual)
+
+    walk(tree.body, "")
+    return names
+
+
+def module_name(rel_path: str) -> str:
+    """`transformers/models/llama/modeling_llama.py` -> `transformers.models.llama.modeling_llama`."""
+    name = rel_path[:-3] if rel_path.endswith(".py") else rel_path
+    name = name.replace("/", ".")
+    return name[: -len(".__init__")] if name.endswith(".__init__") else name

@@ -1,0 +1,74 @@
+"""Schemas shared by every stage: chunks, search hits, citations and answers."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+ChunkKind = Literal["module", "class", "function", "method", "text", "doc", "commit", "diff", "issue", "pr"]
+
+# Fixed namespace so a chunk's id depends only on its identity, never on the machine or the run.
+CHUNK_NAMESPACE = uuid.UUID("6f1c2a0e-3b7d-5c4e-9a1f-7d2b8e4c6a10")
+
+
+def chunk_id(corpus: str, path: str, kind: str, symbol: str, part: int) -> str:
+    """Deterministic chunk id, so re-ingesting the same source upserts instead of duplicating."""
+    return str(uuid.uuid5(CHUNK_NAMESPACE, f"{corpus}\x1f{path}\x1f{kind}\x1f{symbol}\x1f{part}"))
+
+
+class Chunk(BaseModel):
+    """One retrievable unit of the repository: a symbol, a doc section, a commit, an issue thread."""
+
+    id: str
+    kind: ChunkKind
+    text: str
+    path: str = Field(
+        description="Relative to the corpus root's parent, e.g. transformers/models/llama/modeling_llama.py."
+    )
+    start_line: int = 0
+    end_line: int = 0
+    symbol: str = ""
+    corpus_version: str = ""
+    url: str = ""
+    commit: str = ""
+    issue: int | None = None
+    pr: int | None = None
+    parent_symbol: str = ""
+    signature: str = ""
+
+
+class Hit(BaseModel):
+    """A chunk returned by retrieval with its final score."""
+
+    chunk: Chunk
+    score: float
+    dense: float = Field(default=0.0, description="Cosine similarity between the query and the chunk.")
+
+
+class Source(BaseModel):
+    """A numbered citation in an answer."""
+
+    n: int
+    kind: str
+    path: str
+    start_line: int
+    end_line: int
+    symbol: str
+    url: str
+    commit: str = ""
+    issue: int | None = None
+    pr: int | None = None
+
+
+class Answer(BaseModel):
+    """An answer with numbered citations; `abstained` answers carry no claims."""
+
+    answer: str
+    confidence: float
+    abstained: bool
+    sources: list[Source]
+    timings_ms: dict[str, float] = Field(default_factory=dict)
+    answerer: str = "extractive"
+    fallback: str | None = None

@@ -1,0 +1,1 @@
+"""Operations: the root `tqa` command, rollout, monitoring, load tests and infrastructure drivers."""

@@ -1,0 +1,1 @@
+"""BentoML services: the RAG API and the Qwen runner."""
