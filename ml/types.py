@@ -37,6 +37,11 @@ class Chunk(BaseModel):
     pr: int | None = None
     parent_symbol: str = ""
     signature: str = ""
+    date: str = Field(default="", description="ISO 8601 time of a commit, issue or PR chunk.")
+    history: list[str] = Field(
+        default_factory=list,
+        description="Commits that last changed this chunk's lines, most recent first, as 'sha' or 'sha#pr'.",
+    )
 
 
 class Hit(BaseModel):
