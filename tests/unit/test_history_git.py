@@ -58,7 +58,7 @@ def test_one_commit_chunk_per_commit_with_links_and_file_stats(repo: Path, by_su
     assert head.kind == "commit" and head.id == commit_chunk_id("minitf", commit.sha)
     assert (head.pr, head.issue, head.commit) == (3, 10, commit.sha)
     assert head.url == f"https://github.com/example/minitf/commit/{commit.sha}"
-    assert "M src/minitf/modeling.py +3 -0" in head.text and "Fixes #10" in head.text
+    assert "M src/minitf/modeling.py +4 -0" in head.text and "Fixes #10" in head.text
     assert head.date.startswith("2024-01-03")
     diff = chunks[1]
     assert diff.kind == "diff" and diff.path == "src/minitf/modeling.py" and diff.commit == commit.sha
