@@ -48,6 +48,18 @@ class Settings(BaseSettings):
     abstain_threshold: float = Field(default=0.5, ge=0.0, le=1.0)
     answerer: Literal["extractive", "llm"] = "extractive"
 
+    # LLM answerer: any OpenAI-compatible endpoint (the Qwen runner, vLLM, Ollama); extractive is the fallback.
+    llm_url: str | None = Field(default=None, description="Base URL of the endpoint, e.g. http://127.0.0.1:3001/v1.")
+    llm_model: str = Field(default="Qwen/Qwen2.5-14B-Instruct", description="The `model` sent to the endpoint.")
+    llm_api_key: SecretStr | None = None
+    llm_timeout_s: float = Field(default=30.0, gt=0, description="Longest wait for a whole generated answer.")
+    llm_connect_timeout_s: float = Field(default=2.0, gt=0)
+    llm_max_tokens: int = Field(default=384, ge=16)
+    llm_temperature: float = Field(default=0.0, ge=0.0, le=2.0)
+    llm_sources: int = Field(default=5, ge=1, le=20, description="Top hits given to the LLM as numbered sources.")
+    llm_breaker_failures: int = Field(default=3, ge=1, description="Consecutive failures that open the circuit.")
+    llm_breaker_reset_s: float = Field(default=30.0, gt=0, description="How long an open circuit skips the LLM.")
+
     # Serving.
     host: str = "127.0.0.1"
     port: int = 3000

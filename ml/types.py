@@ -67,6 +67,15 @@ class Source(BaseModel):
     pr: int | None = None
 
 
+class Verification(BaseModel):
+    """What citation checking did to a generated answer before it was returned."""
+
+    outcome: Literal["verified", "dropped_unsupported", "fell_back", "abstained"]
+    kept: int = Field(description="Sentences kept, each supported by the source it cites.")
+    dropped: list[str] = Field(default_factory=list, description="Sentences removed as unsupported or miscited.")
+    invalid_citations: list[int] = Field(default_factory=list, description="Cited [n] with no such source.")
+
+
 class Answer(BaseModel):
     """An answer with numbered citations; `abstained` answers carry no claims."""
 
@@ -77,3 +86,4 @@ class Answer(BaseModel):
     timings_ms: dict[str, float] = Field(default_factory=dict)
     answerer: str = "extractive"
     fallback: str | None = None
+    verification: Verification | None = None
