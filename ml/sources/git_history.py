@@ -317,7 +317,7 @@ def commit_chunks(commit: Commit, corpus: str, owner_repo: str, with_diffs: bool
             kind="commit",
             text=commit_text(commit),
             path="",
-            symbol=commit.sha,
+            symbol=commit.subject[:200],
             url=url,
             **common,
         )
@@ -333,7 +333,7 @@ def commit_chunks(commit: Commit, corpus: str, owner_repo: str, with_diffs: bool
                         path=f.path,
                         start_line=start,
                         end_line=end,
-                        symbol=commit.sha,
+                        symbol=commit.subject[:200],
                         url=url + _diff_anchor(f.path, side, start),
                         **common,
                     )
@@ -347,7 +347,7 @@ def diff_pieces(commit: Commit, f: FileDiff) -> list[tuple[str, int, int, str]]:
     Lines are those of the new file (side `R`), or of the old file for a deletion (side `L`).
     """
     pr = f" (#{commit.pr})" if commit.pr and f"#{commit.pr}" not in commit.subject else ""
-    head = f"diff of {f.path} in commit {commit.sha[:12]} by {commit.author}, {commit.date[:10]}: {commit.subject}{pr}"
+    head = f"diff of {f.path} @ {commit.sha[:12]}, {commit.date[:10]}: {commit.subject}{pr}"
     if f.status == "R":
         head += f"\nrenamed from {f.old_path}"
     side = "L" if f.status == "D" else "R"
