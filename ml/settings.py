@@ -60,6 +60,11 @@ class Settings(BaseSettings):
     llm_breaker_failures: int = Field(default=3, ge=1, description="Consecutive failures that open the circuit.")
     llm_breaker_reset_s: float = Field(default=30.0, gt=0, description="How long an open circuit skips the LLM.")
 
+    # History: the GitHub repository whose issues and PRs are synced, and the API (a test server in tests).
+    github_repo: str = "huggingface/transformers"
+    github_token: SecretStr | None = None
+    github_api_url: str = "https://api.github.com"
+
     # Serving.
     host: str = "127.0.0.1"
     port: int = 3000
@@ -77,6 +82,11 @@ class Settings(BaseSettings):
     @property
     def weaviate_data_dir(self) -> Path:
         return self.data_dir / "weaviate"
+
+    @property
+    def staging_file(self) -> Path:
+        """Changes made by sync and watch, one JSON line each, for the QA-dataset pipeline."""
+        return self.data_dir / "staging" / "changes.jsonl"
 
     @property
     def state_db(self) -> Path:
