@@ -486,3 +486,58 @@ def fetch(repo: Path, remote: str, branch: str) -> str:
     """`git fetch <remote> <branch>` and the SHA it points to now."""
     git(repo, "fetch", "--quiet", remote, branch)
     return git(repo, "rev-parse", f"{remote}/{branch}").strip()
+
+
+def owner_repo_of(repo: Path, default: str) -> str:
+    """`owner/name` of the checkout's GitHub origin, or `default` when origin is elsewhere or missing."""
+    url = git(repo, "remote", "get-url", "origin", check=False).strip().removesuffix(".git")
+    for prefix in ("https://github.com/", "git@github.com:"):
+        if url.startswith(prefix):
+            return url[len(prefix) :]
+    return default
+
+
+class Syncer:
+    """One checkout (and optionally its GitHub repository) kept in sync with one index; reused by `watch`."""
+
+    def __init__(
+        self,
+        repo: Path,
+        sink: Sink,
+        state: HistoryState,
+        owner_repo: str,
+        github: Any = None,
+        staging: Path | None = None,
+    ) -> None:
+        self.repo, self.sink, self.state, self.owner_repo = repo, sink, state, owner_repo
+        self.github, self.staging = github, staging
+
+    def run(self, rev: str = "HEAD", progress: Callable[[str], None] | None = None) -> list[SyncReport]:
+        reports = [sync_git(self.repo, self.sink, self.state, self.owner_repo, rev, progress=progress)]
+        if self.staging:
+            append_staging(self.staging, reports[0], "git")
+        if self.github is not None:
+            reports.append(sync_github(self.github, self.sink, self.state, self.owner_repo))
+            if self.staging:
+                append_staging(self.staging, reports[1], "github")
+        return reports
+
+    def watch(
+        self,
+        remote: str,
+        branch: str,
+        interval: float,
+        iterations: int | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+        on_report: Callable[[list[SyncReport]], None] | None = None,
+    ) -> None:
+        """Poll: fetch the remote branch, sync to it, sleep `interval` seconds; `iterations` bounds it (tests)."""
+        n = 0
+        while iterations is None or n < iterations:
+            started = time.monotonic()
+            reports = self.run(fetch(self.repo, remote, branch))
+            if on_report:
+                on_report(reports)
+            n += 1
+            if iterations is None or n < iterations:
+                sleep(max(0.0, interval - (time.monotonic() - started)))
