@@ -7,6 +7,7 @@ import sys
 import typer
 
 from ml import cli as ml_cli
+from ml import cli_history
 from ml.errors import UserError
 from serving import cli as serving_cli
 
@@ -24,7 +25,7 @@ def _root() -> None:
     """Transformers QA: ask the HuggingFace Transformers repository a question, get a cited answer."""
 
 
-for sub in (ml_cli.app, serving_cli.app):
+for sub in (ml_cli.app, cli_history.app, serving_cli.app):
     app.registered_commands.extend(sub.registered_commands)
     app.registered_groups.extend(sub.registered_groups)
 
