@@ -9,6 +9,7 @@ import typer
 from ml import cli as ml_cli
 from ml import cli_history
 from ml.errors import UserError
+from ops.infra.cli import app as infra_app
 from serving import cli as serving_cli
 
 app = typer.Typer(
@@ -28,6 +29,9 @@ def _root() -> None:
 for sub in (ml_cli.app, cli_history.app, serving_cli.app):
     app.registered_commands.extend(sub.registered_commands)
     app.registered_groups.extend(sub.registered_groups)
+
+
+app.add_typer(infra_app, name="infra")
 
 
 def main() -> None:

@@ -1,0 +1,189 @@
+"""Chameleon leases through python-chi and Blazar: reserve GPU nodes for a window, wait, hand the id to Terraform."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from ml.errors import UserError
+
+BLAZAR_TIME_FORMAT = "%Y-%m-%d %H:%M"
+# Chameleon's application credentials are the recommended way to authenticate scripts.
+AUTH_KEYS = (
+    "auth_url",
+    "application_credential_id",
+    "application_credential_secret",
+    "username",
+    "password",
+    "user_domain_name",
+    "project_name",
+    "project_id",
+    "project_domain_name",
+)
+
+
+class LeaseRequest(BaseModel):
+    """What to reserve: bare-metal nodes of one type, optional floating IPs, for a time window."""
+
+    name: str = Field(min_length=1)
+    node_type: str = "gpu_a100_pcie"
+    nodes: int = Field(default=1, ge=1)
+    floating_ips: int = Field(default=0, ge=0)
+    hours: float = Field(default=6.0, gt=0, le=7 * 24)
+    start: datetime | None = None
+
+    def window(self, now: datetime | None = None) -> tuple[str, str]:
+        """Blazar's start and end strings (UTC, minute resolution); start "now" when none is given."""
+        now = now or datetime.now(UTC)
+        begin = self.start or now
+        start = "now" if self.start is None else begin.strftime(BLAZAR_TIME_FORMAT)
+        return start, (begin + timedelta(hours=self.hours)).strftime(BLAZAR_TIME_FORMAT)
+
+
+class LeaseInfo(BaseModel):
+    """The part of a Blazar lease that Terraform and the operator need."""
+
+    id: str
+    name: str
+    status: str
+    node_reservation_id: str | None
+    fip_reservation_id: str | None
+    start_date: str
+    end_date: str
+
+
+def configure_from_clouds_yaml(cloud: str, clouds_file: Path | None = None) -> None:
+    """Point python-chi at the site described by one clouds.yaml entry (the same file Terraform reads)."""
+    import chi
+    from openstack.config import loader
+
+    files = [str(clouds_file)] if clouds_file else None
+    if clouds_file is not None and not clouds_file.is_file():
+        raise UserError(f"{clouds_file} does not exist: download clouds.yaml from the Chameleon dashboard.")
+    try:
+        region = loader.OpenStackConfig(config_files=files, load_envvars=False).get_one(cloud=cloud)
+    except Exception as exc:  # openstacksdk raises its own config errors with the cloud name in them
+        raise UserError(f"Cloud {cloud!r} is not in clouds.yaml ({exc}); add it or pass --cloud.") from exc
+    auth: dict[str, Any] = dict(region.config.get("auth", {}))
+    if "auth_url" not in auth:
+        raise UserError(f"Cloud {cloud!r} in clouds.yaml has no auth_url.")
+    auth_type = region.config.get("auth_type") or (
+        "v3applicationcredential" if "application_credential_id" in auth else "v3password"
+    )
+    chi.context.reset()
+    chi.set("auth_type", auth_type)
+    for key in AUTH_KEYS:
+        if auth.get(key):
+            chi.set(key, auth[key])
+    if region.region_name:
+        chi.set("region_name", region.region_name)
+    chi.set("interface", region.config.get("interface", "public"))
+
+
+def _blazar_error(exc: Exception) -> str:
+    return str(exc.args[0] if exc.args else exc).strip()
+
+
+def _info(lease_json: dict[str, Any]) -> LeaseInfo:
+    def first(kind: str) -> str | None:
+        ids = [r["id"] for r in lease_json.get("reservations", []) if r.get("resource_type") == kind]
+        return ids[0] if ids else None
+
+    return LeaseInfo(
+        id=lease_json["id"],
+        name=lease_json["name"],
+        status=lease_json["status"],
+        node_reservation_id=first("physical:host"),
+        fip_reservation_id=first("virtual:floatingip"),
+        start_date=lease_json["start_date"],
+        end_date=lease_json["end_date"],
+    )
+
+
+def create_lease(request: LeaseRequest) -> LeaseInfo:
+    """Submit the lease to Blazar (python-chi builds the reservations); returns it as Blazar first reports it."""
+    from blazarclient.exception import BlazarClientException
+    from chi import lease as chi_lease
+    from chi.clients import blazar
+
+    start, end = request.window()
+    reservations: list[dict[str, Any]] = []
+    chi_lease.add_node_reservation(reservations, count=request.nodes, node_type=request.node_type)
+    if request.floating_ips:
+        chi_lease.add_fip_reservation(reservations, count=request.floating_ips)
+    try:
+        created = blazar().lease.create(name=request.name, start=start, end=end, reservations=reservations, events=[])
+    except BlazarClientException as exc:
+        raise UserError(f"Blazar refused lease {request.name!r}: {_blazar_error(exc)}") from exc
+    return _info(created)
+
+
+def wait_until_active(
+    lease_id: str,
+    timeout_s: float = 900.0,
+    poll_s: float = 15.0,
+    say: Callable[[str], None] = lambda _: None,
+) -> LeaseInfo:
+    """Poll Blazar until the lease is ACTIVE; a lease that errors or never starts becomes a clear UserError."""
+    from chi.clients import blazar
+
+    client = blazar()
+    deadline = time.monotonic() + timeout_s
+    last = None
+    while True:
+        info = _info(client.lease.get(lease_id))
+        if info.status != last:
+            say(f"lease {info.name}: {info.status}")
+            last = info.status
+        if info.status == "ACTIVE":
+            return info
+        if info.status in {"ERROR", "TERMINATED", "TERMINATING", "DELETED"}:
+            raise UserError(
+                f"Lease {info.name} ({lease_id}) is {info.status}, not ACTIVE: check its events on the Chameleon "
+                "dashboard, release it with `tqa infra release` and lease again."
+            )
+        if time.monotonic() >= deadline:
+            raise UserError(
+                f"Lease {info.name} ({lease_id}) is still {info.status} after {timeout_s:.0f} s (it starts at "
+                f"{info.start_date}): wait longer with --timeout, or release it with `tqa infra release`."
+            )
+        time.sleep(poll_s)
+
+
+def release_lease(lease_ref: str) -> None:
+    """Delete a lease by id or name (python-chi resolves names)."""
+    from blazarclient.exception import BlazarClientException
+    from chi import lease as chi_lease
+    from chi.exception import CHIValueError
+
+    try:
+        lease = chi_lease.get_lease(lease_ref)
+        lease.delete()
+    except CHIValueError as exc:
+        raise UserError(f"No lease {lease_ref!r} found: `tqa infra release` needs a lease id or name.") from exc
+    except BlazarClientException as exc:
+        raise UserError(f"Blazar refused to delete lease {lease_ref!r}: {_blazar_error(exc)}") from exc
+
+
+def write_reservation(info: LeaseInfo, infra_dir: Path) -> Path:
+    """Write the reservation id where Terraform reads it automatically, and the lease beside it for release."""
+    if not info.node_reservation_id:
+        raise UserError(f"Lease {info.name} has no node reservation; lease GPU nodes with `tqa infra lease`.")
+    tfvars = infra_dir / "lease.auto.tfvars.json"
+    tfvars.write_text(json.dumps({"gpu_reservation_id": info.node_reservation_id}, indent=2) + "\n")
+    (infra_dir / "lease.json").write_text(info.model_dump_json(indent=2) + "\n")
+    return tfvars
+
+
+def recorded_lease(infra_dir: Path) -> LeaseInfo:
+    """The lease `tqa infra lease` last wrote, for `tqa infra release` without arguments."""
+    path = infra_dir / "lease.json"
+    if not path.is_file():
+        raise UserError(f"No lease recorded in {path}: pass the lease id or name to `tqa infra release`.")
+    return LeaseInfo.model_validate_json(path.read_text())

@@ -1,0 +1,115 @@
+"""`tqa infra lease/release` through the real python-chi and Blazar client against a Keystone/Blazar stand-in."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from ml.errors import UserError
+from ops.infra import lease as leases
+from tests.integration.infra_openstack_standin import APP_CRED_ID, APP_CRED_SECRET, Behaviour, StandIn
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture()
+def standin(tmp_path: Path) -> Iterator[StandIn]:
+    with StandIn() as server:
+        yield server
+
+
+def _clouds_yaml(tmp_path: Path, standin: StandIn, secret: str = APP_CRED_SECRET) -> Path:
+    path = tmp_path / "clouds.yaml"
+    path.write_text(
+        "clouds:\n"
+        "  chi-test:\n"
+        "    auth:\n"
+        f"      auth_url: {standin.url}\n"
+        f"      application_credential_id: {APP_CRED_ID}\n"
+        f"      application_credential_secret: {secret}\n"
+        "    region_name: CHI@TEST\n"
+        "    interface: public\n"
+        "    identity_api_version: 3\n"
+        "    auth_type: v3applicationcredential\n"
+    )
+    return path
+
+
+def test_lease_becomes_active_and_reservation_is_written_for_terraform(tmp_path: Path, standin: StandIn) -> None:
+    leases.configure_from_clouds_yaml("chi-test", _clouds_yaml(tmp_path, standin))
+    request = leases.LeaseRequest(name="tqa-staging-gpu", nodes=2, floating_ips=1, hours=3)
+
+    created = leases.create_lease(request)
+    seen: list[str] = []
+    active = leases.wait_until_active(created.id, timeout_s=30, poll_s=0.01, say=seen.append)
+    tfvars = leases.write_reservation(active, tmp_path)
+
+    assert active.status == "ACTIVE"
+    assert seen[-1] == "lease tqa-staging-gpu: ACTIVE"
+    assert json.loads(tfvars.read_text()) == {"gpu_reservation_id": active.node_reservation_id}
+    assert leases.recorded_lease(tmp_path).id == created.id
+    # What Blazar received is what python-chi builds: a physical:host reservation for two A100 nodes, one FIP.
+    (body,) = [b for method, path, b in standin.state.requests if method == "POST" and path.endswith("/leases")]
+    hosts = [r for r in body["reservations"] if r["resource_type"] == "physical:host"]
+    assert hosts[0]["min"] == hosts[0]["max"] == 2
+    assert json.loads(hosts[0]["resource_properties"]) == ["==", "$node_type", "gpu_a100_pcie"]
+    assert [r["amount"] for r in body["reservations"] if r["resource_type"] == "virtual:floatingip"] == [1]
+    assert body["start_date"] == "now"
+
+
+def test_lease_that_never_becomes_active_times_out_clearly(tmp_path: Path, standin: StandIn) -> None:
+    standin.state.behaviour = Behaviour(polls_until_active=None)
+    leases.configure_from_clouds_yaml("chi-test", _clouds_yaml(tmp_path, standin))
+    created = leases.create_lease(leases.LeaseRequest(name="tqa-stuck"))
+
+    with pytest.raises(UserError, match=r"still STARTING after 0 s .*--timeout.*tqa infra release"):
+        leases.wait_until_active(created.id, timeout_s=0.2, poll_s=0.01)
+
+
+def test_lease_in_error_is_reported_not_waited_for(tmp_path: Path, standin: StandIn) -> None:
+    standin.state.behaviour = Behaviour(polls_until_active=1, end_status="ERROR")
+    leases.configure_from_clouds_yaml("chi-test", _clouds_yaml(tmp_path, standin))
+    created = leases.create_lease(leases.LeaseRequest(name="tqa-broken"))
+
+    with pytest.raises(UserError, match="is ERROR, not ACTIVE"):
+        leases.wait_until_active(created.id, timeout_s=30, poll_s=0.01)
+
+
+def test_blazar_refusal_is_one_sentence_with_its_reason(tmp_path: Path, standin: StandIn) -> None:
+    standin.state.behaviour = Behaviour(refuse_create="Not enough hosts available")
+    leases.configure_from_clouds_yaml("chi-test", _clouds_yaml(tmp_path, standin))
+
+    with pytest.raises(UserError, match="Blazar refused lease 'tqa-staging-gpu': .*Not enough hosts available"):
+        leases.create_lease(leases.LeaseRequest(name="tqa-staging-gpu"))
+    assert standin.state.leases == {}
+
+
+def test_wrong_credentials_fail_before_any_lease(tmp_path: Path, standin: StandIn) -> None:
+    from keystoneauth1.exceptions import Unauthorized
+
+    leases.configure_from_clouds_yaml("chi-test", _clouds_yaml(tmp_path, standin, secret="wrong"))
+
+    with pytest.raises(Unauthorized):
+        leases.create_lease(leases.LeaseRequest(name="tqa-staging-gpu"))
+    assert not any(path.endswith("/leases") for _, path, _ in standin.state.requests)
+
+
+def test_release_deletes_by_id_and_by_name(tmp_path: Path, standin: StandIn) -> None:
+    leases.configure_from_clouds_yaml("chi-test", _clouds_yaml(tmp_path, standin))
+    first = leases.create_lease(leases.LeaseRequest(name="tqa-a"))
+    leases.create_lease(leases.LeaseRequest(name="tqa-b"))
+
+    leases.release_lease(first.id)
+    leases.release_lease("tqa-b")
+
+    assert standin.state.leases == {}
+    with pytest.raises(UserError, match="No lease 'tqa-a' found"):
+        leases.release_lease("tqa-a")
+
+
+def test_unknown_cloud_is_a_user_error(tmp_path: Path, standin: StandIn) -> None:
+    with pytest.raises(UserError, match="Cloud 'chi-nowhere' is not in clouds.yaml"):
+        leases.configure_from_clouds_yaml("chi-nowhere", _clouds_yaml(tmp_path, standin))
