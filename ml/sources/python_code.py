@@ -115,11 +115,9 @@ def chunk_python(source: str, module: str) -> list[Piece]:
         members = []
         for child in node.body:
             if isinstance(child, ast.FunctionDef | ast.AsyncFunctionDef):
-                members.append(
-                    f"    {_signature(child, lines).splitlines()[0].strip()}  # {_first_line(ast.get_docstring(child))[:100]}".rstrip(
-                        "# "
-                    ).rstrip()
-                )
+                summary = _first_line(ast.get_docstring(child))[:100]
+                member = f"    {_signature(child, lines).splitlines()[0].strip()}"
+                members.append(f"{member}  # {summary}" if summary else member)
             elif isinstance(child, ast.ClassDef):
                 members.append(f"    class {child.name}")
             elif isinstance(child, ast.Assign | ast.AnnAssign) and child.lineno == (child.end_lineno or child.lineno):

@@ -1,0 +1,1 @@
+"""Evaluation: retrieval and answer metrics on dev and generated question sets."""

@@ -1,0 +1,67 @@
+"""Runs retrieval evaluations against the configured index: the system beside plain BM25, in one run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from ml.eval.retrieval import (
+    Query,
+    Result,
+    Searcher,
+    dev_queries,
+    docstring_queries,
+    evaluate,
+    file_bm25_searcher,
+    load_queries,
+)
+from ml.pipeline import QA
+from ml.retrieve import RetrievalConfig, Retriever
+from ml.settings import Settings
+from ml.sources.corpus import Corpus, resolve_corpus
+from ml.types import Hit
+
+
+def _results(hits: list[Hit]) -> list[Result]:
+    return [
+        Result(path=h.chunk.path, start_line=h.chunk.start_line, end_line=h.chunk.end_line, symbol=h.chunk.symbol)
+        for h in hits
+    ]
+
+
+def searchers(qa: QA, corpus: Corpus, configs: dict[str, RetrievalConfig] | None = None) -> dict[str, Searcher]:
+    """The system (and any extra configurations), per-symbol plain BM25 and whole-file plain BM25."""
+    out: dict[str, Searcher] = {}
+    for name, config in {"system": qa.retriever.config, **(configs or {})}.items():
+        retriever = Retriever(qa.index, qa.embedder, config)
+        out[name] = lambda q, k, r=retriever: _results(r.search(q, k=k))
+    out["bm25_symbol"] = lambda q, k: _results(qa.index.hybrid(q, None, k, 0.0, properties=["text"], expand=False))
+    out["bm25_file"] = file_bm25_searcher(corpus)
+    return out
+
+
+def run_retrieval_eval(
+    settings: Settings,
+    queries_file: Path | None = None,
+    docstrings: int = 0,
+    configs: dict[str, RetrievalConfig] | None = None,
+) -> dict[str, Any]:
+    """Evaluate on the dev set (or `queries_file`) and optionally an automatic docstring-derived set."""
+    from ml.index.state import IngestState
+
+    state = IngestState(settings.state_db)
+    try:
+        root = state.get_meta("root")
+        corpus_name = state.get_meta("corpus")
+    finally:
+        state.close()
+    corpus = resolve_corpus(path=Path(root)) if root and corpus_name != "transformers" else resolve_corpus()
+    sets: dict[str, list[Query]] = {"dev": load_queries(queries_file) if queries_file else dev_queries()}
+    if docstrings:
+        sets["docstring"] = docstring_queries(corpus, n=docstrings)
+    qa = QA(settings)
+    try:
+        search = searchers(qa, corpus, configs)
+        return {name: evaluate(queries, corpus, search) for name, queries in sets.items()}
+    finally:
+        qa.close()

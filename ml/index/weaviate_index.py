@@ -1,0 +1,373 @@
+"""Our Weaviate collection, written and queried through LlamaIndex's WeaviateVectorStore."""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from ml.errors import UserError
+from ml.index.tokens import expand_identifiers, search_text
+from ml.settings import Settings
+from ml.types import Chunk, Hit
+
+if TYPE_CHECKING:
+    import weaviate
+    from llama_index.vector_stores.weaviate import WeaviateVectorStore
+
+# Chunk fields stored as Weaviate properties; `text` is LlamaIndex's text key.
+CHUNK_FIELDS = [
+    "kind",
+    "path",
+    "start_line",
+    "end_line",
+    "symbol",
+    "corpus_version",
+    "url",
+    "commit",
+    "issue",
+    "pr",
+    "parent_symbol",
+    "signature",
+    "date",
+    "history",
+]
+# BM25 runs over the raw text, our identifier-split field and the symbol (boosted).
+QUERY_PROPERTIES = ["text", "search_text", "symbol^2"]
+
+
+def _port_open(host: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.settimeout(0.2)
+        return s.connect_ex((host, port)) == 0
+
+
+def embedded_env(settings: Settings) -> dict[str, str]:
+    """Server environment: no telemetry, no vectorizer or cloud modules, quiet logs."""
+    return {
+        "DISABLE_TELEMETRY": "true",
+        "ENABLE_MODULES": "",
+        "DEFAULT_VECTORIZER_MODULE": "none",
+        "LOG_LEVEL": "error",
+        "PERSISTENCE_DATA_PATH": str(settings.weaviate_data_dir.resolve()),
+        "QUERY_MAXIMUM_RESULTS": "100000",
+    }
+
+
+def connect(settings: Settings) -> tuple[weaviate.WeaviateClient, bool]:
+    """A client for the configured Weaviate and whether this process started the server.
+
+    External (`TQA_WEAVIATE_URL`) first; else an embedded server already listening on the configured ports
+    (for example one `tqa serve` started) is reused; else an embedded server is started on the data dir.
+    """
+    import weaviate
+    from weaviate.classes.init import AdditionalConfig, Auth, Timeout
+
+    timeout = AdditionalConfig(timeout=Timeout(init=30, query=60, insert=300))
+    if settings.weaviate_url:
+        from urllib.parse import urlparse
+
+        http = urlparse(settings.weaviate_url)
+        grpc = urlparse(settings.weaviate_grpc_url or f"{http.scheme}://{http.hostname}:50051")
+        key = settings.weaviate_api_key.get_secret_value() if settings.weaviate_api_key else None
+        client = weaviate.connect_to_custom(
+            http_host=http.hostname or "localhost",
+            http_port=http.port or (443 if http.scheme == "https" else 80),
+            http_secure=http.scheme == "https",
+            grpc_host=grpc.hostname or http.hostname or "localhost",
+            grpc_port=grpc.port or 50051,
+            grpc_secure=grpc.scheme == "https",
+            auth_credentials=Auth.api_key(key) if key else None,
+            additional_config=timeout,
+            skip_init_checks=False,
+        )
+        return client, False
+    if _port_open("127.0.0.1", settings.weaviate_port) and _port_open("127.0.0.1", settings.weaviate_grpc_port):
+        client = weaviate.connect_to_local(
+            host="127.0.0.1",
+            port=settings.weaviate_port,
+            grpc_port=settings.weaviate_grpc_port,
+            additional_config=timeout,
+        )
+        return client, False
+    binary = settings.weaviate_binary
+    if not binary.exists():
+        raise UserError(f"The Weaviate server binary is missing ({binary}); run `make setup` (or `tqa setup`) first.")
+    settings.weaviate_data_dir.mkdir(parents=True, exist_ok=True)
+    client = weaviate.connect_to_embedded(
+        version=settings.weaviate_version,
+        binary_path=str(settings.binary_dir),
+        persistence_data_path=str(settings.weaviate_data_dir.resolve()),
+        port=settings.weaviate_port,
+        grpc_port=settings.weaviate_grpc_port,
+        environment_variables=embedded_env(settings),
+        additional_config=timeout,
+    )
+    _write_pid(settings.data_dir / "weaviate.pid", client)
+    return client, True
+
+
+def _write_pid(path: Path, client: Any) -> None:
+    """Record the embedded server's pid so an interrupted run's server can be found and stopped."""
+    process = getattr(getattr(client, "_connection", None), "embedded_db", None)
+    pid = getattr(getattr(process, "process", None), "pid", None)
+    if pid:
+        path.write_text(str(pid))
+
+
+class WeaviateIndex:
+    """The chunk collection: schema we define, writes and hybrid queries through LlamaIndex."""
+
+    def __init__(self, client: weaviate.WeaviateClient, collection: str, owns_client: bool = False):
+        self.client = client
+        self.collection_name = collection
+        self._owns_client = owns_client
+        self._store: WeaviateVectorStore | None = None
+
+    @classmethod
+    def open(cls, settings: Settings) -> WeaviateIndex:
+        client, owns = connect(settings)
+        return cls(client, settings.collection, owns_client=owns)
+
+    def close(self) -> None:
+        """Close the client only if this index created it (which also stops an embedded server it started)."""
+        if self._owns_client:
+            self.client.close()
+
+    def __enter__(self) -> WeaviateIndex:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # Schema -------------------------------------------------------------------------------------------------
+    def exists(self) -> bool:
+        return bool(self.client.collections.exists(self.collection_name))
+
+    def ensure_collection(self, replication_factor: int = 1) -> None:
+        """Create the collection with our schema if it does not exist."""
+        if self.exists():
+            return
+        from weaviate.classes.config import Configure, DataType, Property, Tokenization
+
+        def text(name: str, searchable: bool = False, filterable: bool = False, tok: Any = None) -> Property:
+            return Property(
+                name=name,
+                data_type=DataType.TEXT,
+                index_searchable=searchable,
+                index_filterable=filterable,
+                tokenization=tok if (searchable or filterable) else None,
+            )
+
+        def number(name: str, filterable: bool = True) -> Property:
+            return Property(name=name, data_type=DataType.INT, index_filterable=filterable, index_range_filters=False)
+
+        self.client.collections.create(
+            self.collection_name,
+            vector_config=Configure.Vectors.self_provided(
+                vector_index_config=Configure.VectorIndex.hnsw(ef_construction=64, max_connections=16, ef=96)
+            ),
+            inverted_index_config=Configure.inverted_index(bm25_b=0.75, bm25_k1=1.2),
+            replication_config=Configure.replication(factor=replication_factor),
+            properties=[
+                text("text", searchable=True, tok=Tokenization.WORD),
+                text("search_text", searchable=True, tok=Tokenization.WORD),
+                text("symbol", searchable=True, filterable=True, tok=Tokenization.WORD),
+                text("kind", filterable=True, tok=Tokenization.FIELD),
+                text("path", filterable=True, tok=Tokenization.FIELD),
+                number("start_line", filterable=False),
+                number("end_line", filterable=False),
+                text("corpus_version"),
+                text("url"),
+                text("commit", filterable=True, tok=Tokenization.FIELD),
+                number("issue"),
+                number("pr"),
+                text("parent_symbol"),
+                text("signature"),
+                text("date"),
+                Property(
+                    name="history",
+                    data_type=DataType.TEXT_ARRAY,
+                    index_filterable=True,
+                    index_searchable=False,
+                    tokenization=Tokenization.FIELD,
+                ),
+                # LlamaIndex's own bookkeeping properties, stored but never indexed.
+                text("_node_content"),
+                text("_node_type"),
+                text("document_id"),
+                text("doc_id"),
+                text("ref_doc_id"),
+            ],
+        )
+
+    def drop(self) -> None:
+        if self.exists():
+            self.client.collections.delete(self.collection_name)
+        self._store = None
+
+    @property
+    def store(self) -> WeaviateVectorStore:
+        if self._store is None:
+            from llama_index.vector_stores.weaviate import WeaviateVectorStore
+
+            self.ensure_collection()
+            self._store = WeaviateVectorStore(weaviate_client=self.client, index_name=self.collection_name)
+        return self._store
+
+    @property
+    def collection(self) -> Any:
+        return self.client.collections.use(self.collection_name)
+
+    # Writes -------------------------------------------------------------------------------------------------
+    def upsert(self, chunks: Sequence[Chunk], vectors: np.ndarray) -> None:
+        """Insert or replace chunks by id. Raises if Weaviate rejected any object."""
+        if not chunks:
+            return
+        from llama_index.core.schema import TextNode
+
+        nodes = []
+        for chunk, vector in zip(chunks, vectors, strict=True):
+            metadata = {f: getattr(chunk, f) for f in CHUNK_FIELDS}
+            metadata["issue"] = chunk.issue or 0
+            metadata["pr"] = chunk.pr or 0
+            metadata["search_text"] = search_text(chunk.symbol, chunk.path, chunk.text)
+            nodes.append(TextNode(id_=chunk.id, text=chunk.text, metadata=metadata, embedding=vector.tolist()))
+        self.store.add(nodes)
+        failed = self.client.batch.failed_objects
+        if failed:
+            first = failed[0]
+            raise RuntimeError(f"Weaviate rejected {len(failed)} of {len(nodes)} objects; first error: {first.message}")
+
+    def ids_for_paths(self, paths: Iterable[str]) -> dict[str, set[str]]:
+        """Ids currently stored for each path (the truth after an interrupted run, unlike the ingest state)."""
+        from weaviate.classes.query import Filter
+
+        paths = list(paths)
+        found: dict[str, set[str]] = {p: set() for p in paths}
+        for start in range(0, len(paths), 200):
+            group = paths[start : start + 200]
+            response = self.collection.query.fetch_objects(
+                filters=Filter.by_property("path").contains_any(group),
+                limit=100_000,
+                return_properties=["path"],
+            )
+            for obj in response.objects:
+                found.setdefault(str(obj.properties["path"]), set()).add(str(obj.uuid))
+        return found
+
+    def delete_ids(self, ids: Iterable[str]) -> int:
+        from weaviate.classes.query import Filter
+
+        ids = list(ids)
+        deleted = 0
+        for start in range(0, len(ids), 1000):
+            group = ids[start : start + 1000]
+            result = self.collection.data.delete_many(where=Filter.by_id().contains_any(group))
+            if result.failed:
+                raise RuntimeError(f"Weaviate failed to delete {result.failed} objects.")
+            deleted += result.successful
+        return deleted
+
+    def count(self) -> int:
+        if not self.exists():
+            return 0
+        return int(self.collection.aggregate.over_all(total_count=True).total_count or 0)
+
+    def counts_by_kind(self) -> dict[str, int]:
+        from weaviate.classes.aggregate import GroupByAggregate
+
+        if not self.exists():
+            return {}
+        result = self.collection.aggregate.over_all(group_by=GroupByAggregate(prop="kind"), total_count=True)
+        return {str(g.grouped_by.value): int(g.total_count or 0) for g in result.groups}
+
+    # Queries ------------------------------------------------------------------------------------------------
+    def hybrid(
+        self,
+        query: str,
+        vector: np.ndarray | None,
+        limit: int,
+        alpha: float,
+        kinds: Sequence[str] | None = None,
+        path_prefix: str | None = None,
+        properties: Sequence[str] = QUERY_PROPERTIES,
+        expand: bool = True,
+    ) -> list[Hit]:
+        """Hybrid BM25 + dense search through LlamaIndex, with optional kind and path-prefix filters.
+
+        `properties` and `expand` (identifier splitting of the query) exist so evaluation can run a plain BM25
+        baseline (raw text only, no splitting) through the same index.
+        """
+        from llama_index.core.vector_stores.types import (
+            FilterOperator,
+            MetadataFilter,
+            MetadataFilters,
+            VectorStoreQuery,
+            VectorStoreQueryMode,
+        )
+        from weaviate.classes.query import HybridFusion
+
+        filters = []
+        if kinds:
+            filters.append(MetadataFilter(key="kind", value=list(kinds), operator=FilterOperator.IN))
+        if path_prefix:
+            filters.append(
+                MetadataFilter(key="path", value=path_prefix.rstrip("*") + "*", operator=FilterOperator.TEXT_MATCH)
+            )
+        bm25_query = f"{query} {expand_identifiers(query)}".strip()
+        result = self.store.query(
+            VectorStoreQuery(
+                query_embedding=vector.tolist() if vector is not None else None,
+                query_str=bm25_query,
+                similarity_top_k=limit,
+                mode=VectorStoreQueryMode.HYBRID,
+                filters=MetadataFilters(filters=filters) if filters else None,
+            ),
+            # alpha as a keyword: LlamaIndex turns alpha=0.0 on the query object into 0.5.
+            alpha=alpha,
+            query_properties=list(properties),
+            fusion_type=HybridFusion.RELATIVE_SCORE,
+        )
+        hits = []
+        for node, score in zip(result.nodes, result.similarities or [], strict=False):
+            chunk = node_to_chunk(node)
+            dense = float(np.dot(vector, node.embedding)) if vector is not None and node.embedding else 0.0
+            hits.append(Hit(chunk=chunk, score=float(score), dense=dense))
+        return hits
+
+
+def node_to_chunk(node: Any) -> Chunk:
+    meta = dict(node.metadata)
+    return Chunk(
+        id=node.node_id,
+        text=node.get_content(),
+        kind=meta["kind"],
+        path=meta["path"],
+        start_line=int(meta.get("start_line") or 0),
+        end_line=int(meta.get("end_line") or 0),
+        symbol=meta.get("symbol") or "",
+        corpus_version=meta.get("corpus_version") or "",
+        url=meta.get("url") or "",
+        commit=meta.get("commit") or "",
+        issue=int(meta["issue"]) if meta.get("issue") else None,
+        pr=int(meta["pr"]) if meta.get("pr") else None,
+        parent_symbol=meta.get("parent_symbol") or "",
+        signature=meta.get("signature") or "",
+        date=meta.get("date") or "",
+        history=list(meta.get("history") or []),
+    )
+
+
+def pid_alive(pid_file: Path) -> int | None:
+    """The pid recorded in `pid_file` if that process still runs."""
+    try:
+        pid = int(pid_file.read_text())
+        os.kill(pid, 0)
+        return pid
+    except (OSError, ValueError):
+        return None

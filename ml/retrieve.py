@@ -1,0 +1,102 @@
+"""Retrieval: hybrid candidates from the index, then the re-ranking steps the dev-set numbers support."""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from ml.index.embed import Embedder
+from ml.index.tokens import split_identifier
+from ml.index.weaviate_index import WeaviateIndex
+from ml.types import Hit
+
+CODE_TOKEN = re.compile(r"`([^`]+)`|\b([A-Za-z_][A-Za-z0-9_]*(?:[._][A-Za-z0-9_]+)+|[A-Z][a-z0-9]+[A-Z][A-Za-z0-9]*)\b")
+
+
+@dataclass
+class RetrievalConfig:
+    """Knobs measured on the dev set (`tqa eval retrieval`); defaults are the best measured setting."""
+
+    alpha: float = 0.5
+    candidates: int = 50
+    symbol_boost: float = 0.3
+    dedupe_symbols: bool = True
+
+
+def query_identifiers(query: str) -> set[str]:
+    """Identifiers the user typed (`from_pretrained`, `BitsAndBytesConfig`, `model.generate`), lower-cased."""
+    found: set[str] = set()
+    for quoted, bare in CODE_TOKEN.findall(query):
+        token = quoted or bare
+        for part in re.split(r"[^A-Za-z0-9_]+", token):
+            if part:
+                found.add(part.lower())
+    return found
+
+
+class Retriever:
+    """Searches the index for a question; stateless apart from the clients it is given."""
+
+    def __init__(self, index: WeaviateIndex, embedder: Embedder, config: RetrievalConfig | None = None):
+        self.index = index
+        self.embedder = embedder
+        self.config = config or RetrievalConfig()
+
+    def search(
+        self,
+        query: str,
+        k: int = 10,
+        kinds: Sequence[str] | None = None,
+        path_prefix: str | None = None,
+        timings: dict[str, float] | None = None,
+    ) -> list[Hit]:
+        """The best `k` hits for `query`, best first."""
+        t0 = time.perf_counter()
+        vector = self.embedder.embed_query(query) if self.config.alpha > 0 else None
+        t1 = time.perf_counter()
+        hits = self.index.hybrid(
+            query,
+            vector,
+            limit=max(k, self.config.candidates),
+            alpha=self.config.alpha,
+            kinds=kinds,
+            path_prefix=path_prefix,
+        )
+        t2 = time.perf_counter()
+        hits = self.rerank(query, hits)
+        if timings is not None:
+            timings["embed_ms"] = (t1 - t0) * 1000
+            timings["search_ms"] = (t2 - t1) * 1000
+            timings["rerank_ms"] = (time.perf_counter() - t2) * 1000
+        return hits[:k]
+
+    def rerank(self, query: str, hits: list[Hit]) -> list[Hit]:
+        """Boost hits whose symbol the question names; keep one hit per symbol."""
+        idents = query_identifiers(query)
+        if self.config.symbol_boost and idents:
+            for hit in hits:
+                names = {p.lower() for p in hit.chunk.symbol.split(".")}
+                if names & idents:
+                    hit.score += self.config.symbol_boost
+        hits.sort(key=lambda h: h.score, reverse=True)
+        if self.config.dedupe_symbols:
+            seen: set[tuple[str, str]] = set()
+            unique = []
+            for hit in hits:
+                key = (hit.chunk.path, hit.chunk.symbol or hit.chunk.id)
+                if key in seen:
+                    continue
+                seen.add(key)
+                unique.append(hit)
+            hits = unique
+        return hits
+
+
+def words(text: str) -> list[str]:
+    """Lower-cased word and identifier parts, for overlap measures."""
+    out: list[str] = []
+    for token in re.findall(r"[A-Za-z0-9_]+", text):
+        out.extend(split_identifier(token) or [token.lower()])
+    return out
