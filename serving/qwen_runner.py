@@ -137,9 +137,7 @@ def build_engine(settings: RunnerSettings) -> Engine:
         import torch
 
         torch.set_num_threads(settings.torch_threads)
-    use_vllm = settings.engine == "vllm" or (
-        settings.engine == "auto" and not settings.random_weights and vllm_available()
-    )
+    use_vllm = settings.engine == "vllm" or (settings.engine == "auto" and vllm_available())
     if use_vllm:
         return VLLMEngine(
             settings.model,
@@ -148,6 +146,7 @@ def build_engine(settings: RunnerSettings) -> Engine:
             max_num_seqs=settings.max_batch_size,
             max_queue=settings.max_queue,
             dtype=settings.dtype,
+            random_weights=settings.random_weights,
         )
     from ml.llm.generate import load_model
 

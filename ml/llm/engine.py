@@ -401,7 +401,15 @@ class VLLMEngine:
     """vLLM's async engine (continuous batching, paged KV cache) behind the same interface; GPU only."""
 
     def __init__(
-        self, model: str, *, model_name: str, max_input_tokens: int, max_num_seqs: int, max_queue: int, dtype: str
+        self,
+        model: str,
+        *,
+        model_name: str,
+        max_input_tokens: int,
+        max_num_seqs: int,
+        max_queue: int,
+        dtype: str,
+        random_weights: bool = False,
     ) -> None:
         from vllm import AsyncEngineArgs, AsyncLLMEngine
 
@@ -413,6 +421,8 @@ class VLLMEngine:
             dtype="bfloat16" if dtype == "auto" else dtype,
             max_num_seqs=max_num_seqs,
             max_model_len=max_input_tokens + 4096,
+            # vLLM's own random initialisation, for benchmarking an architecture without its checkpoint.
+            load_format="dummy" if random_weights else "auto",
         )
         self._engine = AsyncLLMEngine.from_engine_args(args)
         from transformers import AutoTokenizer

@@ -207,3 +207,16 @@ def test_requests_beyond_the_queue_get_503_with_retry_after(runner: str) -> None
     assert int(headers["retry-after"]) >= 1
     text = httpx.get(f"{runner}/metrics").text
     assert 'tqa_runner_rejected_requests_total{reason="queue_full"} 1.0' in text
+
+
+def test_runner_bento_builds_offline_without_cuda_wheels(tmp_path: Path) -> None:
+    env = {**os.environ, "BENTOML_DO_NOT_TRACK": "true", "BENTOML_HOME": str(tmp_path)}
+    cmd = [sys.executable, "-m", "bentoml", "build", "-f", "serving/bentofile.runner.yaml", "."]
+    done = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=180)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    (requirements,) = tmp_path.glob("bentos/tqa-qwen-runner/*/env/python/requirements.txt")
+    pins = requirements.read_text().split()
+    assert "torch==2.15.0" in pins and "transformers==5.24.0" in pins
+    assert not any(p.startswith(("nvidia-", "cuda-", "vllm")) for p in pins)
+    (src,) = tmp_path.glob("bentos/tqa-qwen-runner/*/src")
+    assert (src / "serving" / "qwen_runner.py").exists() and not (src / "tests").exists()
