@@ -128,6 +128,7 @@ class QA:
 
     def __init__(self, settings: Settings, index: WeaviateIndex | None = None, answerer: Any = None):
         from ml.answer.extractive import ExtractiveAnswerer
+        from ml.answer.fallback import build_answerer
         from ml.retrieve import RetrievalConfig, Retriever
 
         self.settings = settings
@@ -143,7 +144,8 @@ class QA:
         self.retriever = Retriever(
             index, self.embedder, RetrievalConfig(alpha=settings.alpha, candidates=settings.candidates)
         )
-        self.answerer = answerer or ExtractiveAnswerer(threshold=settings.abstain_threshold)
+        # TQA_ANSWERER=llm puts the LLM first, with the extractive answerer as its fallback.
+        self.answerer = answerer or build_answerer(settings, ExtractiveAnswerer(threshold=settings.abstain_threshold))
 
     def warm_up(self) -> None:
         """Load the embedding model and touch the index so the first request is as fast as the rest."""
