@@ -317,7 +317,8 @@ def commit_chunks(commit: Commit, corpus: str, owner_repo: str, with_diffs: bool
             kind="commit",
             text=commit_text(commit),
             path="",
-            symbol=commit.subject[:200],
+            # The short SHA keeps commits with the same subject ("Update README.md") distinct in search results.
+            symbol=f"{commit.sha[:7]} {commit.subject[:200]}",
             url=url,
             **common,
         )
