@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import socket
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -272,6 +272,31 @@ class WeaviateIndex:
                 raise RuntimeError(f"Weaviate failed to delete {result.failed} objects.")
             deleted += result.successful
         return deleted
+
+    def iter_chunks(self) -> Iterator[Chunk]:
+        """Every stored chunk (without vectors), in the collection's id order; for datasets and audits."""
+        if not self.exists():
+            return
+        for obj in self.collection.iterator(include_vector=False, return_properties=["text", *CHUNK_FIELDS]):
+            props = dict(obj.properties)
+            yield Chunk(
+                id=str(obj.uuid),
+                text=props.get("text") or "",
+                kind=props["kind"],
+                path=props.get("path") or "",
+                start_line=int(props.get("start_line") or 0),
+                end_line=int(props.get("end_line") or 0),
+                symbol=props.get("symbol") or "",
+                corpus_version=props.get("corpus_version") or "",
+                url=props.get("url") or "",
+                commit=props.get("commit") or "",
+                issue=int(props["issue"]) if props.get("issue") else None,
+                pr=int(props["pr"]) if props.get("pr") else None,
+                parent_symbol=props.get("parent_symbol") or "",
+                signature=props.get("signature") or "",
+                date=props.get("date") or "",
+                history=list(props.get("history") or []),
+            )
 
     def count(self) -> int:
         if not self.exists():
