@@ -66,6 +66,12 @@ class Settings(BaseSettings):
     github_token: SecretStr | None = None
     github_api_url: str = "https://api.github.com"
 
+    # Tracking: an MLflow server (`tqa mlflow up` runs one on 127.0.0.1 with SQLite and artifacts in the data dir).
+    mlflow_tracking_uri: str = Field(default="http://127.0.0.1:5000", description="Where eval runs are logged.")
+    mlflow_port: int = 5000
+    mlflow_experiment: str = "tqa-eval"
+    registered_model: str = Field(default="tqa-qa", description="Registry name of the answering pipeline.")
+
     # Serving.
     host: str = "127.0.0.1"
     port: int = 3000
@@ -88,6 +94,11 @@ class Settings(BaseSettings):
     def staging_file(self) -> Path:
         """Changes made by sync and watch, one JSON line each, for the QA-dataset pipeline."""
         return self.data_dir / "staging" / "changes.jsonl"
+
+    @property
+    def mlflow_dir(self) -> Path:
+        """SQLite backend and artifact store of the local MLflow server."""
+        return self.data_dir / "mlflow"
 
     @property
     def state_db(self) -> Path:
