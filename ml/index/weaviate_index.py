@@ -328,22 +328,16 @@ class WeaviateIndex:
         `properties` and `expand` (identifier splitting of the query) exist so evaluation can run a plain BM25
         baseline (raw text only, no splitting) through the same index.
         """
-        from llama_index.core.vector_stores.types import (
-            FilterOperator,
-            MetadataFilter,
-            MetadataFilters,
-            VectorStoreQuery,
-            VectorStoreQueryMode,
-        )
-        from weaviate.classes.query import HybridFusion
+        from llama_index.core.vector_stores.types import VectorStoreQuery, VectorStoreQueryMode
+        from weaviate.classes.query import Filter, HybridFusion
 
-        filters = []
+        # LlamaIndex's MetadataFilters have no prefix match, so the Weaviate filter is passed through.
+        conditions = []
         if kinds:
-            filters.append(MetadataFilter(key="kind", value=list(kinds), operator=FilterOperator.IN))
+            conditions.append(Filter.by_property("kind").contains_any(list(kinds)))
         if path_prefix:
-            filters.append(
-                MetadataFilter(key="path", value=path_prefix.rstrip("*") + "*", operator=FilterOperator.TEXT_MATCH)
-            )
+            conditions.append(Filter.by_property("path").like(path_prefix.rstrip("*") + "*"))
+        where = Filter.all_of(conditions) if len(conditions) > 1 else (conditions[0] if conditions else None)
         bm25_query = f"{query} {expand_identifiers(query)}".strip()
         result = self.store.query(
             VectorStoreQuery(
@@ -351,8 +345,8 @@ class WeaviateIndex:
                 query_str=bm25_query,
                 similarity_top_k=limit,
                 mode=VectorStoreQueryMode.HYBRID,
-                filters=MetadataFilters(filters=filters) if filters else None,
             ),
+            filters=where,
             # alpha as a keyword: LlamaIndex turns alpha=0.0 on the query object into 0.5.
             alpha=alpha,
             query_properties=list(properties),

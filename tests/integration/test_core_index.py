@@ -1,0 +1,86 @@
+"""Ingest into a real embedded Weaviate and search it: filters, re-ingest, updates and deletions."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from ml.index.ingest import ingest
+from ml.index.state import IngestState
+from ml.index.weaviate_index import WeaviateIndex
+from ml.retrieve import Retriever
+from ml.sources.corpus import chunk_file
+from tests.helpers import make_mini_corpus
+from tests.integration.conftest import Indexed, make_settings
+
+pytestmark = pytest.mark.integration
+
+
+def expected_ids(corpus) -> set[str]:  # type: ignore[no-untyped-def]
+    return {c.id for f in corpus.iter_files() for c in chunk_file(corpus, corpus.rel(f), f.read_bytes()).chunks}
+
+
+def test_ingest_stores_every_chunk_once(indexed: Indexed) -> None:
+    assert indexed.report.files_seen == indexed.report.files_changed > 10
+    assert indexed.index.count() == len(expected_ids(indexed.corpus)) == indexed.report.chunks_written
+
+
+def test_hybrid_search_finds_the_symbol_a_question_asks_for(indexed: Indexed) -> None:
+    retriever = Retriever(indexed.index, indexed.embedder)
+    hits = retriever.search("How are rotary position embeddings applied to queries and keys in Llama?", k=5)
+    assert any(
+        h.chunk.symbol == "apply_rotary_pos_emb" and h.chunk.path == "transformers/models/llama/modeling_llama.py"
+        for h in hits
+    )
+    top = hits[0].chunk
+    assert top.url.startswith("https://github.com/huggingface/transformers/blob/vtest/src/transformers/")
+    assert top.url.endswith(f"#L{top.start_line}-L{top.end_line}")
+
+
+def test_kind_and_path_prefix_filters(indexed: Indexed) -> None:
+    retriever = Retriever(indexed.index, indexed.embedder)
+    classes = retriever.search("attention", k=10, kinds=["class"])
+    assert classes and all(h.chunk.kind == "class" for h in classes)
+    mixtral = retriever.search("attention", k=10, path_prefix="transformers/models/mixtral/")
+    assert mixtral and all(h.chunk.path.startswith("transformers/models/mixtral/") for h in mixtral)
+
+
+def test_reingest_updates_changed_files_and_deletes_removed_ones(tmp_path: Path, indexed: Indexed) -> None:
+    corpus = make_mini_corpus(tmp_path / "corpus", ["utils/doc.py", "utils/deprecation.py", "trainer_utils.py"])
+    settings = make_settings(tmp_path / "data")
+    with WeaviateIndex.open(settings) as index:
+        state = IngestState(settings.state_db)
+        first = ingest(corpus, index, state, indexed.embedder)
+        again = ingest(corpus, index, state, indexed.embedder)
+        assert again.files_changed == 0 and again.chunks_written == 0
+        assert index.count() == first.total_chunks
+
+        doc = corpus.root / "utils" / "doc.py"
+        doc.write_text(doc.read_text() + "\n\ndef brand_new_helper():\n    return 42\n")
+        (corpus.root / "utils" / "deprecation.py").unlink()
+        third = ingest(corpus, index, state, indexed.embedder)
+        assert third.files_changed == 1 and third.files_deleted == 1
+        stored = index.ids_for_paths(["transformers/utils/deprecation.py", "transformers/utils/doc.py"])
+        assert stored["transformers/utils/deprecation.py"] == set()
+        assert index.count() == len(expected_ids(corpus))
+        hits = Retriever(index, indexed.embedder).search("brand_new_helper", k=3)
+        assert hits[0].chunk.symbol == "brand_new_helper"
+        state.close()
+
+
+def test_damaged_files_are_indexed_and_counted(tmp_path: Path, indexed: Indexed) -> None:
+    corpus = make_mini_corpus(tmp_path / "corpus", ["utils/doc.py"])
+    (corpus.root / "broken.py").write_text("def broken(:\n    return 'half a file'\n")
+    (corpus.root / "latin1.py").write_bytes(b"# r\xe9sum\xe9 helpers\ndef resume_helper():\n    return 1\n")
+    shutil.copy2(corpus.root / "utils" / "doc.py", corpus.root / "copy_of_doc.py")
+    settings = make_settings(tmp_path / "data")
+    with WeaviateIndex.open(settings) as index:
+        state = IngestState(settings.state_db)
+        report = ingest(corpus, index, state, indexed.embedder)
+        state.close()
+        assert report.unparsable == ["transformers/broken.py"]
+        assert report.non_utf8 == ["transformers/latin1.py"]
+        paths = index.ids_for_paths(["transformers/broken.py", "transformers/latin1.py"])
+        assert all(paths.values())
