@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 export PATH := $(abspath $(BIN)):$(PATH)
 
 .DEFAULT_GOAL := help
-.PHONY: help setup deps weaviate run test test-unit test-integration bench lint format
+.PHONY: help setup deps weaviate run test test-unit test-integration bench lint format mlflow
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  %-18s %s\n", $$1, $$2}'
@@ -32,6 +32,9 @@ test: setup ## Unit and integration tests (starts its own Weaviate, MLflow and B
 
 test-unit: deps ## Unit tests only (no services)
 	$(BIN)/pytest -q tests/unit
+
+mlflow: deps ## MLflow tracking server on 127.0.0.1:5000 (SQLite and artifacts under .tqa/mlflow, telemetry off)
+	$(BIN)/tqa mlflow up
 
 bench: setup ## Benchmarks; each prints its numbers
 	$(BIN)/python bench/run_all.py
