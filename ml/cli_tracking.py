@@ -1,0 +1,103 @@
+"""`tqa eval run`, `tqa mlflow up` and `tqa register`: the measured, gated path from a change to `staging`."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from ml.cli import eval_app
+from ml.settings import Settings
+
+app = typer.Typer()
+mlflow_app = typer.Typer(help="The local MLflow tracking server.", no_args_is_help=True)
+app.add_typer(mlflow_app, name="mlflow")
+console = Console(stderr=True)
+
+
+@eval_app.command("run")
+def eval_run(
+    dataset: Annotated[
+        Path | None, typer.Option(help="Dataset directory (default: <data dir>/dataset when it exists).")
+    ] = None,
+    config: Annotated[Path | None, typer.Option(help="Eval YAML (default: the packaged ml/eval/eval.yaml).")] = None,
+    sample: Annotated[int | None, typer.Option(help="Generated pairs to sample (overrides the config).")] = None,
+    out: Annotated[Path | None, typer.Option(help="Report directory (default: <data dir>/eval).")] = None,
+    track: Annotated[bool, typer.Option(help="Log the run, report, dataset and model to MLflow.")] = True,
+) -> None:
+    """Dev, out-of-scope, injection and generated questions: JSON + Markdown + PNG; exit 1 when a bar is missed."""
+    from ml.eval.gate import load_config
+    from ml.eval.report import write_report
+    from ml.eval.suite import run_eval
+
+    settings = Settings()
+    cfg = load_config(config)
+    if sample is not None:
+        cfg = cfg.model_copy(update={"sample": sample})
+    if dataset is None and (settings.data_dir / "dataset" / "manifest.json").exists():
+        dataset = settings.data_dir / "dataset"
+    report = run_eval(settings, cfg, dataset)
+    paths = write_report(report, out or settings.data_dir / "eval")
+    if track:
+        from ml.tracking.log import log_eval
+
+        run_id = log_eval(settings, report, paths["json"].parent, dataset)
+        console.print(f"Logged MLflow run {run_id} to {settings.mlflow_tracking_uri}.")
+    sys.stdout.write(json.dumps(report["metrics"], indent=2) + "\n")
+    console.print(f"Report: {paths['markdown']} ({report['meta']['items']} questions, {report['meta']['seconds']} s)")
+    if not report["thresholds"]["passed"]:
+        for failure in report["thresholds"]["failures"]:
+            console.print(f"[red]Missed:[/] {failure}")
+        raise typer.Exit(1)
+
+
+@mlflow_app.command("up")
+def mlflow_up(
+    port: Annotated[int | None, typer.Option(help="Port on 127.0.0.1 (default: TQA_MLFLOW_PORT, 5000).")] = None,
+) -> None:
+    """Run an MLflow server on 127.0.0.1 (SQLite backend, artifacts under <data dir>/mlflow) until interrupted."""
+    from ml.tracking.server import MlflowServer
+
+    settings = Settings()
+    server = MlflowServer(settings.mlflow_dir, port=port or settings.mlflow_port)
+    with server:
+        console.print(f"MLflow at {server.uri} (data in {settings.mlflow_dir}); Ctrl-C stops it.")
+        try:
+            assert server.process is not None
+            server.process.wait()
+        except KeyboardInterrupt:
+            pass
+
+
+@app.command()
+def register(
+    run_id: Annotated[str | None, typer.Option(help="Eval run to register (default: the latest eval run).")] = None,
+    config: Annotated[Path | None, typer.Option(help="Eval YAML whose `gate.margins` apply.")] = None,
+) -> None:
+    """Register the run's pipeline; move `staging` only when it beats `production` by the gate margins."""
+    from rich.table import Table
+
+    from ml.eval.gate import load_config
+    from ml.tracking.registry import register_candidate
+
+    decision = register_candidate(Settings(), load_config(config).gate, run_id)
+    table = Table(title=f"{decision.model} v{decision.version} vs production v{decision.against or '-'}")
+    for column in ("metric", "candidate", "production", "margin", "passed"):
+        table.add_column(column)
+    for row in decision.rows:
+        table.add_row(*(_cell(row[c]) for c in ("metric", "candidate", "production", "margin", "passed")))
+    Console().print(table)
+    verdict = "[green]accepted: staging ->" if decision.accepted else "[red]refused: staging stays, not"
+    console.print(f"{verdict} v{decision.version}[/] ({decision.reason}).")
+    if not decision.accepted:
+        raise typer.Exit(1)
+
+
+def _cell(value: object) -> str:
+    if isinstance(value, float):
+        return f"{value:.3f}"
+    return "-" if value is None else str(value)

@@ -1,0 +1,101 @@
+"""A local MLflow tracking server on 127.0.0.1: SQLite backend, artifacts in the data dir, telemetry off."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+# MLflow 3 sends usage telemetry unless one of these is set (mlflow/telemetry/utils.py); nothing may leave the host.
+NO_TELEMETRY = {"MLFLOW_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "true"}
+
+
+def disable_telemetry() -> None:
+    """Turn MLflow's client telemetry off in this process before mlflow is used."""
+    os.environ.update(NO_TELEMETRY)
+
+
+def server_command(directory: Path, host: str = "127.0.0.1", port: int = 5000) -> list[str]:
+    """`mlflow server` with a SQLite backend and a served local artifact store under `directory`."""
+    directory = directory.resolve()
+    return [
+        sys.executable,
+        "-m",
+        "mlflow",
+        "server",
+        "--host",
+        host,
+        "--port",
+        str(port),
+        "--workers",
+        "1",
+        "--backend-store-uri",
+        f"sqlite:///{directory / 'mlflow.db'}",
+        "--artifacts-destination",
+        str(directory / "artifacts"),
+        "--serve-artifacts",
+    ]
+
+
+class MlflowServer:
+    """A tracking server process this object started and stops."""
+
+    def __init__(self, directory: Path, host: str = "127.0.0.1", port: int = 5000):
+        self.directory, self.host, self.port = directory, host, port
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def uri(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def start(self, timeout_s: float = 120.0) -> MlflowServer:
+        """Start the server and wait until /health answers; raises with the server's log if it exits or hangs."""
+        self.directory.mkdir(parents=True, exist_ok=True)
+        log = (self.directory / "server.log").open("ab")
+        self.process = subprocess.Popen(
+            server_command(self.directory, self.host, self.port),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, **NO_TELEMETRY},
+            start_new_session=True,
+        )
+        log.close()
+        wait_healthy(self.uri, timeout_s, self.process, self.directory / "server.log")
+        return self
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            # The server runs uvicorn workers in its session; stop the whole group it leads.
+            os.killpg(self.process.pid, 15)
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, 9)
+                self.process.wait()
+
+    def __enter__(self) -> MlflowServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def wait_healthy(
+    uri: str, timeout_s: float, process: subprocess.Popen[bytes] | None = None, log: Path | None = None
+) -> None:
+    import httpx
+
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            tail = log.read_text()[-2000:] if log and log.exists() else ""
+            raise RuntimeError(f"The MLflow server exited with code {process.returncode}:\n{tail}")
+        try:
+            if httpx.get(f"{uri}/health", timeout=2.0).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.5)
+    raise RuntimeError(f"The MLflow server at {uri} did not become healthy within {timeout_s:.0f} s.")
