@@ -7,7 +7,7 @@ import sys
 import typer
 
 from ml import cli as ml_cli
-from ml import cli_history
+from ml import cli_data, cli_history, cli_tracking
 from ml.errors import UserError
 from ops.infra.cli import app as infra_app
 from serving import cli as serving_cli
@@ -26,7 +26,7 @@ def _root() -> None:
     """Transformers QA: ask the HuggingFace Transformers repository a question, get a cited answer."""
 
 
-for sub in (ml_cli.app, cli_history.app, serving_cli.app):
+for sub in (ml_cli.app, cli_history.app, cli_data.app, cli_tracking.app, serving_cli.app):
     app.registered_commands.extend(sub.registered_commands)
     app.registered_groups.extend(sub.registered_groups)
 
