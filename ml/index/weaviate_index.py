@@ -36,6 +36,9 @@ CHUNK_FIELDS = [
     "date",
     "history",
 ]
+# Kinds whose chunks belong to a file of the corpus; history chunks (diffs, review threads) also carry file paths
+# but are owned by the history sync, so file-level cleanup must never touch them.
+FILE_KINDS = ["module", "class", "function", "method", "text", "doc"]
 # BM25 runs over the raw text, our identifier-split field and the symbol (boosted).
 QUERY_PROPERTIES = ["text", "search_text", "symbol^2"]
 
@@ -252,7 +255,8 @@ class WeaviateIndex:
         for start in range(0, len(paths), 200):
             group = paths[start : start + 200]
             response = self.collection.query.fetch_objects(
-                filters=Filter.by_property("path").contains_any(group),
+                filters=Filter.by_property("path").contains_any(group)
+                & Filter.by_property("kind").contains_any(FILE_KINDS),
                 limit=100_000,
                 return_properties=["path"],
             )
