@@ -37,7 +37,7 @@ mlflow: deps ## MLflow tracking server on 127.0.0.1:5000 (SQLite and artifacts u
 	$(BIN)/tqa mlflow up
 
 bench: setup ## Benchmarks; each prints its numbers
-	$(BIN)/python bench/run_all.py
+	$(BIN)/python -m bench.run_all
 
 lint: deps ## ruff lint and format check
 	$(BIN)/ruff check ml serving ops tests bench
