@@ -61,7 +61,7 @@ def citation_support(answer: str, spans: dict[int, str], min_support: float = 0.
     """
     supported = cited = 0
     for line in answer.splitlines():
-        for sentence in split_sentences(line):
+        for sentence in _sentences(line):
             numbers = citations_in(sentence)
             if not numbers:
                 continue
@@ -73,6 +73,17 @@ def citation_support(answer: str, spans: dict[int, str], min_support: float = 0.
                     supported += 1
                     break
     return supported, cited
+
+
+def _sentences(text: str) -> list[str]:
+    """Sentences of a line, a trailing citation ("... norm. [1]") kept with the sentence before it."""
+    out: list[str] = []
+    for part in split_sentences(text):
+        if out and not _CITATION.sub("", part).strip():
+            out[-1] = f"{out[-1]} {part}"
+        else:
+            out.append(part)
+    return out
 
 
 def abstention_scores(abstained: list[bool], out_of_scope: list[bool]) -> dict[str, float]:

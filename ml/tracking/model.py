@@ -48,7 +48,8 @@ class QAPipelineModel(mlflow.pyfunc.PythonModel):
         values = json.loads(Path(context.artifacts["settings"]).read_text())
         self.qa = QA(Settings(**values))
 
-    def predict(self, context: Any, model_input: Any, params: Any = None) -> list[dict[str, Any]]:
+    # No type hints on predict: MLflow would turn them into a schema that rejects a plain list of questions.
+    def predict(self, context, model_input, params=None):  # type: ignore[no-untyped-def]
         if isinstance(model_input, str):
             questions = [model_input]
         elif hasattr(model_input, "columns"):
