@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+import sys
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -14,10 +17,11 @@ from ops.infra.paths import ANSIBLE_DIR, ENVIRONMENTS
 
 
 class PlaybookResult(BaseModel):
-    """What a playbook run did, per host: changed and failed task counts."""
+    """What a playbook run did, per host: ok, changed and failed task counts (hosts with none are left out)."""
 
     status: str
     rc: int
+    ok: dict[str, int]
     changed: dict[str, int]
     failures: dict[str, int]
     unreachable: dict[str, int]
@@ -50,6 +54,8 @@ def run_playbook(
             "ANSIBLE_CONFIG": str(ansible_dir / "ansible.cfg"),
             "ANSIBLE_ROLES_PATH": str(ansible_dir / "roles"),
             "ANSIBLE_NOCOLOR": "1",
+            # ansible-runner starts `ansible-playbook` by name: this interpreter's one first (no venv activation).
+            "PATH": f"{Path(_ansible_playbook()).parent}{os.pathsep}{os.environ.get('PATH', '')}",
         }
         env.update(envvars or {})
         result = ansible_runner.run(
@@ -64,17 +70,30 @@ def run_playbook(
             event_handler=_event_printer(say),
         )
         stats = result.stats or {}
+        output_tail = result.stdout.read()[-6000:] if result.rc != 0 else ""
     outcome = PlaybookResult(
         status=result.status,
         rc=result.rc,
+        ok=dict(stats.get("ok", {})),
         changed=dict(stats.get("changed", {})),
         failures=dict(stats.get("failures", {})),
         unreachable=dict(stats.get("dark", {})),
     )
     if outcome.rc != 0 or outcome.failures or outcome.unreachable:
-        bad = sorted(set(outcome.failures) | set(outcome.unreachable)) or ["(no host stats)"]
+        bad = sorted(set(outcome.failures) | set(outcome.unreachable))
+        if not bad:
+            raise UserError(f"Playbook {playbook} {outcome.status} before any host ran: {output_tail.strip()}")
         raise UserError(f"Playbook {playbook} {outcome.status} on {', '.join(bad)}: see the task output above.")
     return outcome
+
+
+def _ansible_playbook() -> str:
+    """ansible-playbook of this interpreter's environment (the venv need not be activated), else from PATH."""
+    beside = Path(sys.executable).parent / "ansible-playbook"
+    found = str(beside) if beside.exists() else shutil.which("ansible-playbook")
+    if not found:
+        raise UserError("ansible-playbook is not installed: install the infra extra (pip install -e '.[infra]').")
+    return found
 
 
 def _event_printer(say: Callable[[str], None]) -> Callable[[dict[str, Any]], bool]:

@@ -42,12 +42,11 @@ class InfraRunner:
             raise UserError(f"`{what}` failed: {' '.join(line.strip('│ ') for line in detail[-6:])}")
         return out
 
-    def init(self, backend_config: Path | None = None) -> str:
-        """`tofu init`; with backend_config, the remote state backend described in infra/README.md."""
+    def init(self) -> str:
+        """`tofu init`: local state, or the remote backend of infra/backend.tf when present (see infra/README.md)."""
         from python_terraform import IsFlagged
 
-        extra = {"backend_config": str(backend_config)} if backend_config else {"backend": "false"}
-        return self._run("tofu init", "init", input=False, no_color=IsFlagged, **extra)
+        return self._run("tofu init", "init", input=False, no_color=IsFlagged)
 
     def plan(self, out: Path | None = None) -> tuple[bool, str]:
         """`tofu plan`; returns whether anything would change and the plan text."""

@@ -44,7 +44,7 @@ done
 # No init system runs in a chroot: packages must not try to start services (as in container images).
 printf '#!/bin/sh\nexit 101\n' >"$work/root/usr/sbin/policy-rc.d"
 chmod 755 "$work/root/usr/sbin/policy-rc.d"
-rm -rf "$work/root/var/cache/apt/archives/"*.deb "$work/root/var/lib/apt/lists/"*_Packages
+rm -rf "$work/root/var/cache/apt/archives/"*.deb
 mkdir -p "$TOOLS_DIR"
 tar -C "$work/root" -cf "$TARBALL.partial" .
 mv "$TARBALL.partial" "$TARBALL"
