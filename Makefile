@@ -46,3 +46,30 @@ lint: deps ## ruff lint and format check
 format: deps ## Apply ruff fixes and formatting
 	$(BIN)/ruff check --fix ml serving ops tests bench
 	$(BIN)/ruff format ml serving ops tests bench
+
+# Infrastructure (infra/, ansible/, .github/): tools built from the Go module proxy into ~/.cache/tqa-tools.
+ENV ?= staging
+TOOLS_DIR ?= $(HOME)/.cache/tqa-tools
+.PHONY: infra-tools infra-check infra-plan infra-apply infra-configure
+
+infra-tools: ## OpenTofu, the OpenStack provider, actionlint, debootstrap and the Debian 12 test target (cached)
+	bash scripts/infra/install-tools.sh
+	bash scripts/infra/build-target-rootfs.sh
+
+infra-check: deps infra-tools ## tofu fmt/validate/test, actionlint + workflow schema, ansible-lint, infra tests (role application included)
+	bash scripts/infra/check-terraform.sh
+	$(TOOLS_DIR)/bin/actionlint .github/workflows/*.yml
+	$(BIN)/check-jsonschema --builtin-schema vendor.github-workflows .github/workflows/*.yml
+	cd ansible && $(abspath $(BIN))/ansible-lint
+	cd ansible && ANSIBLE_CONFIG=ansible.cfg $(abspath $(BIN))/ansible-playbook --syntax-check -i inventory/$(ENV) site.yml
+	$(BIN)/pytest -q -p no:cacheprovider tests/unit/test_infra_*.py tests/integration/test_infra_*.py
+
+infra-plan: deps ## tofu plan of infra/ with infra/$(ENV).tfvars
+	$(BIN)/tqa infra plan --var-file infra/$(ENV).tfvars
+
+infra-apply: deps ## tofu apply of infra/ with infra/$(ENV).tfvars, then write the Ansible inventory
+	$(BIN)/tqa infra apply --var-file infra/$(ENV).tfvars
+	$(BIN)/tqa infra inventory $(ENV)
+
+infra-configure: deps ## Ansible site playbook on ansible/inventory/$(ENV)
+	$(BIN)/tqa infra configure $(ENV)
