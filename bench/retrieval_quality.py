@@ -19,6 +19,8 @@ ABLATIONS = {
     "alpha_0.7": RetrievalConfig(alpha=0.7),
     "no_symbol_boost": RetrievalConfig(symbol_boost=0.0),
     "no_dedupe": RetrievalConfig(dedupe_symbols=False),
+    "name_boost_0.2": RetrievalConfig(name_boost=0.2),
+    "name_boost_0.4": RetrievalConfig(name_boost=0.4),
 }
 METRICS = ["file_recall@1", "file_recall@5", "file_recall@10", "symbol_recall@1", "symbol_recall@5", "symbol_mrr@10"]
 

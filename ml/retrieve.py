@@ -22,6 +22,7 @@ class RetrievalConfig:
     alpha: float = 0.5
     candidates: int = 50
     symbol_boost: float = 0.3
+    name_boost: float = 0.0
     dedupe_symbols: bool = True
 
 
@@ -73,13 +74,19 @@ class Retriever:
         return hits[:k]
 
     def rerank(self, query: str, hits: list[Hit]) -> list[Hit]:
-        """Boost hits whose symbol the question names; keep one hit per symbol."""
+        """Boost hits whose symbol the question names (exactly, or by its words); keep one hit per symbol."""
         idents = query_identifiers(query)
         if self.config.symbol_boost and idents:
             for hit in hits:
                 names = {p.lower() for p in hit.chunk.symbol.split(".")}
                 if names & idents:
                     hit.score += self.config.symbol_boost
+        if self.config.name_boost:
+            asked = {_prefix(w) for w in words(query)}
+            for hit in hits:
+                parts = {_prefix(w) for w in split_identifier(hit.chunk.symbol.rsplit(".", 1)[-1])}
+                if parts:
+                    hit.score += self.config.name_boost * len(parts & asked) / len(parts)
         hits.sort(key=lambda h: h.score, reverse=True)
         if self.config.dedupe_symbols:
             seen: set[tuple[str, str]] = set()
@@ -92,6 +99,11 @@ class Retriever:
                 unique.append(hit)
             hits = unique
         return hits
+
+
+def _prefix(word: str) -> str:
+    """A crude stem that lets `norm` meet `normalization` and `embeddings` meet `embedding`."""
+    return word[:4]
 
 
 def words(text: str) -> list[str]:

@@ -119,7 +119,11 @@ class ExtractiveAnswerer:
         scored = []
         for i, line in enumerate(text.splitlines()):
             stripped = line.strip()
-            if not stripped or stripped.startswith(("#", '"""', "'''")) or INSTRUCTION_LIKE.search(stripped):
+            if (
+                not stripped
+                or stripped.startswith(("#", '"""', "'''", "module ", "Defines: "))
+                or INSTRUCTION_LIKE.search(stripped)
+            ):
                 continue
             overlap = len(q & _stems(stripped))
             if overlap:

@@ -12,7 +12,7 @@ from ml.errors import UserError
 from ml.index.embed import Embedder, embedding_text
 from ml.index.state import FileState, IngestState
 from ml.index.weaviate_index import WeaviateIndex
-from ml.sources.corpus import Corpus, FileChunks, chunk_file
+from ml.sources.corpus import CHUNKER_VERSION, Corpus, FileChunks, chunk_file
 from ml.types import Chunk
 
 BATCH_CHUNKS = 2048
@@ -60,6 +60,9 @@ def ingest(
     state.set_meta({"corpus": corpus.name, "embedding_model": embedder.model_name, "root": str(corpus.root)})
 
     known = state.files()
+    if state.get_meta("chunker_version") not in (None, CHUNKER_VERSION):
+        # Chunks of unchanged files would differ from what the current chunker makes: redo every file.
+        known = {path: FileState(path, "", f.chunk_ids) for path, f in known.items()}
     current: dict[str, Path] = {}
     for path in corpus.iter_files():
         current[corpus.rel(path)] = path
@@ -109,7 +112,14 @@ def ingest(
         if progress:
             progress(done, len(todo), report.chunks_written)
 
-    state.set_meta({"corpus_version": corpus.version, "commit": corpus.commit, "ingested_at": _now()})
+    state.set_meta(
+        {
+            "corpus_version": corpus.version,
+            "commit": corpus.commit,
+            "chunker_version": CHUNKER_VERSION,
+            "ingested_at": _now(),
+        }
+    )
     report.total_chunks = index.count()
     report.seconds = time.monotonic() - started
     return report

@@ -61,8 +61,11 @@ def embedded_env(settings: Settings) -> dict[str, str]:
     }
 
 
-def connect(settings: Settings) -> tuple[weaviate.WeaviateClient, bool]:
-    """A client for the configured Weaviate and whether this process started the server.
+def connect(settings: Settings) -> weaviate.WeaviateClient:
+    """A new client for the configured Weaviate; the caller owns it and closes it.
+
+    Closing a client that started an embedded server also stops that server; closing one that connected to an
+    existing server only closes the connection.
 
     External (`TQA_WEAVIATE_URL`) first; else an embedded server already listening on the configured ports
     (for example one `tqa serve` started) is reused; else an embedded server is started on the data dir.
@@ -88,7 +91,7 @@ def connect(settings: Settings) -> tuple[weaviate.WeaviateClient, bool]:
             additional_config=timeout,
             skip_init_checks=False,
         )
-        return client, False
+        return client
     if _port_open("127.0.0.1", settings.weaviate_port) and _port_open("127.0.0.1", settings.weaviate_grpc_port):
         client = weaviate.connect_to_local(
             host="127.0.0.1",
@@ -96,7 +99,7 @@ def connect(settings: Settings) -> tuple[weaviate.WeaviateClient, bool]:
             grpc_port=settings.weaviate_grpc_port,
             additional_config=timeout,
         )
-        return client, False
+        return client
     binary = settings.weaviate_binary
     if not binary.exists():
         raise UserError(f"The Weaviate server binary is missing ({binary}); run `make setup` (or `tqa setup`) first.")
@@ -111,7 +114,7 @@ def connect(settings: Settings) -> tuple[weaviate.WeaviateClient, bool]:
         additional_config=timeout,
     )
     _write_pid(settings.data_dir / "weaviate.pid", client)
-    return client, True
+    return client
 
 
 def _write_pid(path: Path, client: Any) -> None:
@@ -133,11 +136,10 @@ class WeaviateIndex:
 
     @classmethod
     def open(cls, settings: Settings) -> WeaviateIndex:
-        client, owns = connect(settings)
-        return cls(client, settings.collection, owns_client=owns)
+        return cls(connect(settings), settings.collection, owns_client=True)
 
     def close(self) -> None:
-        """Close the client only if this index created it (which also stops an embedded server it started)."""
+        """Close the client only if this index created it (stopping an embedded server only if it started one)."""
         if self._owns_client:
             self.client.close()
 

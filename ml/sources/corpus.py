@@ -18,6 +18,8 @@ from ml.sources.python_code import Piece, chunk_python, module_name, text_window
 from ml.types import Chunk, chunk_id
 
 DEFAULT_REPO_URL = "https://github.com/huggingface/transformers"
+# Bump when chunking changes what a file's chunks contain: ingest then re-chunks every file, not only changed ones.
+CHUNKER_VERSION = "2"
 PYTHON_SUFFIXES = {".py"}
 DOC_SUFFIXES = {".md", ".mdx"}
 SKIP_DIRS = {"__pycache__", "node_modules", "build", "dist", ".venv", "venv", ".tox", ".eggs", "site-packages"}

@@ -97,6 +97,8 @@ def chunk_python(source: str, module: str) -> list[Piece]:
         summary = f"Defines: {', '.join(top_names)}" if top_names else ""
         for i, (s, e) in enumerate(_windows(1, min(header_end, len(lines)), WINDOW, OVERLAP)):
             body = "\n".join(lines[s - 1 : e])
+            if i == 0:
+                body = _strip_license(body)
             text = "\n".join(x for x in (f"module {module}", body, summary if i == 0 else "") if x)
             if body.strip() or summary:
                 pieces.append(Piece("module", module, s, e, text, part=i))
@@ -148,6 +150,19 @@ def chunk_python(source: str, module: str) -> list[Piece]:
 
     visit(tree.body, "")
     return pieces
+
+
+LICENSE_WORDS = ("copyright", "license", "licensed")
+
+
+def _strip_license(text: str) -> str:
+    """Drop a leading comment block that is a copyright or license notice: it matches every question badly."""
+    lines = text.splitlines()
+    end = 0
+    while end < len(lines) and (lines[end].startswith("#") or not lines[end].strip()):
+        end += 1
+    block = "\n".join(lines[:end]).lower()
+    return "\n".join(lines[end:]) if any(w in block for w in LICENSE_WORDS) else text
 
 
 def _indent_doc(doc: str | None) -> str:

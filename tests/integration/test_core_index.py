@@ -67,6 +67,12 @@ def test_reingest_updates_changed_files_and_deletes_removed_ones(tmp_path: Path,
         assert index.count() == len(expected_ids(corpus))
         hits = Retriever(index, indexed.embedder).search("brand_new_helper", k=3)
         assert hits[0].chunk.symbol == "brand_new_helper"
+
+        # A newer chunker re-chunks every file, not only the changed ones; ids stay, nothing duplicates.
+        state.set_meta({"chunker_version": "0"})
+        fourth = ingest(corpus, index, state, indexed.embedder)
+        assert fourth.files_changed == fourth.files_seen == 2
+        assert index.count() == len(expected_ids(corpus))
         state.close()
 
 

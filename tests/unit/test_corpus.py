@@ -65,3 +65,14 @@ def test_non_utf8_file_is_indexed_with_replacement_and_flagged() -> None:
     assert result.non_utf8
     assert any(c.symbol == "f" for c in result.chunks)
     assert "\ufffd" in result.chunks[0].text
+
+
+def test_license_header_is_not_part_of_the_module_chunk() -> None:
+    corpus = resolve_corpus()
+    source = (
+        b"# Copyright 2024 The HuggingFace Team.\n# Licensed under the Apache License.\n\n"
+        b"import os\n\n\ndef f():\n    return 1\n"
+    )
+    module = chunk_file(corpus, "transformers/m.py", source).chunks[0]
+    assert module.kind == "module" and module.start_line == 1
+    assert "Licensed" not in module.text and "import os" in module.text
