@@ -46,7 +46,8 @@ def test_no_hard_coded_ip_addresses() -> None:
 
 
 def test_no_private_keys_anywhere() -> None:
-    found = [str(p.relative_to(REPO)) for p in _tracked() if "PRIVATE KEY-----" in p.read_text(errors="ignore")]
+    marker = "PRIVATE " + "KEY-----"  # split so this file does not match itself
+    found = [str(p.relative_to(REPO)) for p in _tracked() if marker in p.read_text(errors="ignore")]
     assert found == []
 
 
