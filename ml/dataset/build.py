@@ -63,7 +63,8 @@ def build_dataset(
         extra = paraphrase(pairs)
         say(f"{len(extra)} self-instruct paraphrases")
         pairs += extra
-    valid, rejected = validate(pairs, config.min_grounding)
+    # Sorted first, so which of two duplicates is kept never depends on the order chunks were read in.
+    valid, rejected = validate(sorted(pairs, key=lambda p: p.id), config.min_grounding)
     final = sorted(assign_splits(valid, config.eval_fraction), key=lambda p: p.id)
     out_dir.mkdir(parents=True, exist_ok=True)
     for split, name in SPLIT_FILES.items():

@@ -101,6 +101,8 @@ def _chunks() -> list[Chunk]:
                 signature=f"def fn{i}(a, b={i}):",
             )
         )
+    # An @overload-style repeat: same file and symbol, another chunk; which one is kept must not depend on order.
+    out.append(out[0].model_copy(update={"id": "zz-overload"}))
     return out
 
 
