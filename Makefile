@@ -27,7 +27,7 @@ run: setup ## The main job: index the installed transformers package, then ask i
 	$(BIN)/tqa ingest
 	$(BIN)/tqa ask "How do I load a model in 4-bit?"
 
-test: setup ## Unit and integration tests (starts its own Weaviate, MLflow and BentoML on 127.0.0.1)
+test: setup infra-tools ## Unit and integration tests (starts its own Weaviate, MLflow, BentoML, Ansible targets on 127.0.0.1)
 	$(BIN)/pytest -q tests
 
 test-unit: deps ## Unit tests only (no services)
@@ -50,18 +50,20 @@ format: deps ## Apply ruff fixes and formatting
 # Infrastructure (infra/, ansible/, .github/): tools built from the Go module proxy into ~/.cache/tqa-tools.
 ENV ?= staging
 TOOLS_DIR ?= $(HOME)/.cache/tqa-tools
-.PHONY: infra-tools infra-check infra-plan infra-apply infra-configure
+.PHONY: infra-tools infra-lint infra-check infra-plan infra-apply infra-configure
 
 infra-tools: ## OpenTofu, the OpenStack provider, actionlint, debootstrap and the Debian 12 test target (cached)
 	bash scripts/infra/install-tools.sh
 	bash scripts/infra/build-target-rootfs.sh
 
-infra-check: deps infra-tools ## tofu fmt/validate/test, actionlint + workflow schema, ansible-lint, infra tests (role application included)
+infra-lint: deps infra-tools ## tofu fmt/validate/test, actionlint + workflow schema, ansible-lint and syntax check
 	bash scripts/infra/check-terraform.sh
 	$(TOOLS_DIR)/bin/actionlint .github/workflows/*.yml
 	$(BIN)/check-jsonschema --builtin-schema vendor.github-workflows .github/workflows/*.yml
 	cd ansible && $(abspath $(BIN))/ansible-lint
 	cd ansible && ANSIBLE_CONFIG=ansible.cfg $(abspath $(BIN))/ansible-playbook --syntax-check -i inventory/$(ENV) site.yml
+
+infra-check: infra-lint ## infra-lint, then the infra tests (role application on a Debian 12 target included)
 	$(BIN)/pytest -q -p no:cacheprovider tests/unit/test_infra_*.py tests/integration/test_infra_*.py
 
 infra-plan: deps ## tofu plan of infra/ with infra/$(ENV).tfvars
