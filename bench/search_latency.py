@@ -33,7 +33,7 @@ def main() -> None:
         print(f"warm search, {len(timings)} queries, k={args.k}, index of {qa.index.count()} chunks ({machine()})")
         print(f"  total   p50 {percentile(timings, 50):6.1f} ms   p95 {percentile(timings, 95):6.1f} ms")
         for key, values in parts.items():
-            print(f"  {key:8s}p50 {percentile(values, 50):6.1f} ms   p95 {percentile(values, 95):6.1f} ms")
+            print(f"  {key:9s} p50 {percentile(values, 50):6.1f} ms   p95 {percentile(values, 95):6.1f} ms")
     finally:
         qa.close()
 

@@ -8,7 +8,7 @@ from typing import Any
 from rich.console import Console
 
 from ml.errors import UserError
-from ml.index.embed import Embedder
+from ml.index.embed import Embedder, QueryBatcher
 from ml.index.ingest import IngestReport, ingest
 from ml.index.state import IngestState
 from ml.index.weaviate_index import WeaviateIndex
@@ -126,7 +126,13 @@ def validate_question(question: str, k: int = 5) -> str:
 class QA:
     """The question-answering pipeline: index, embedder, retriever and answerer, opened once and reused."""
 
-    def __init__(self, settings: Settings, index: WeaviateIndex | None = None, answerer: Any = None):
+    def __init__(
+        self,
+        settings: Settings,
+        index: WeaviateIndex | None = None,
+        answerer: Any = None,
+        batch_queries: bool = False,
+    ):
         from ml.answer.extractive import ExtractiveAnswerer
         from ml.answer.fallback import build_answerer
         from ml.retrieve import RetrievalConfig, Retriever
@@ -141,8 +147,12 @@ class QA:
             self.close()
             raise UserError(f"No index in {settings.data_dir}; run `tqa ingest` first.")
         self.embedder = make_embedder(settings)
+        # A service embeds concurrent questions together; a CLI call has nobody to wait for.
+        self._batcher = QueryBatcher(self.embedder) if batch_queries else None
         self.retriever = Retriever(
-            index, self.embedder, RetrievalConfig(alpha=settings.alpha, candidates=settings.candidates)
+            index,
+            self._batcher or self.embedder,  # type: ignore[arg-type]
+            RetrievalConfig(alpha=settings.alpha, candidates=settings.candidates),
         )
         # TQA_ANSWERER=llm puts the LLM first, with the extractive answerer as its fallback.
         self.answerer = answerer or build_answerer(settings, ExtractiveAnswerer(threshold=settings.abstain_threshold))
@@ -169,6 +179,8 @@ class QA:
         return answer
 
     def close(self) -> None:
+        if getattr(self, "_batcher", None) is not None:
+            self._batcher.close()
         if self._owns_index:
             self.index.close()
 

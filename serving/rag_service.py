@@ -51,7 +51,7 @@ class RAGService:
 
     def __init__(self) -> None:
         self.settings = Settings()
-        self.qa = QA(self.settings)
+        self.qa = QA(self.settings, batch_queries=True)
         self.qa.warm_up()
 
     def __is_ready__(self) -> bool:
