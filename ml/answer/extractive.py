@@ -90,7 +90,7 @@ class ExtractiveAnswerer:
                 lines.append(f"{head}: {sentence} [{n}]" if sentence else f"{head} [{n}]")
                 lines.extend(f"    {line} [{n}]" for line in code)
             else:
-                detail = sentence or (code[0] if code else "")
+                detail = _shorten(sentence, 160) or (code[0] if code else "")
                 lines.append(f"See also {label} ({where}): {detail} [{n}]" if detail else f"See also {label} [{n}]")
         return Answer(
             answer="\n".join(lines[: self.max_lines]),
@@ -121,7 +121,7 @@ class ExtractiveAnswerer:
             stripped = line.strip()
             if (
                 not stripped
-                or stripped.startswith(("#", '"""', "'''", "module ", "Defines: "))
+                or stripped.startswith(("#", "@", '"""', "'''", "module ", "Defines: "))
                 or INSTRUCTION_LIKE.search(stripped)
             ):
                 continue
@@ -141,6 +141,10 @@ def _prose(text: str) -> str:
     if not out and not re.search(r"^\s*(def|class|@)\s", text, re.M):
         out = [re.sub(r"```.*?```", " ", text, flags=re.S)]  # Markdown: prose without its code blocks
     return " ".join(" ".join(out).split())
+
+
+def _shorten(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 3].rsplit(" ", 1)[0] + "..."
 
 
 def _scale(x: float, lo: float, hi: float) -> float:
