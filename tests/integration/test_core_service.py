@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 
 import httpx
 import pytest
@@ -19,8 +20,8 @@ from tests.integration.conftest import Indexed
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture(scope="module")
-def service(indexed: Indexed) -> Iterator[str]:
+@contextmanager
+def run_service(indexed: Indexed, **extra_env: str) -> Iterator[str]:
     """`tqa serve` on a free port over the session's index; yields its base URL."""
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("TQA_")}
@@ -29,6 +30,7 @@ def service(indexed: Indexed) -> Iterator[str]:
         TQA_WEAVIATE_PORT=str(indexed.settings.weaviate_port),
         TQA_WEAVIATE_GRPC_PORT=str(indexed.settings.weaviate_grpc_port),
         BENTOML_DO_NOT_TRACK="true",
+        **extra_env,
     )
     proc = subprocess.Popen(
         [sys.executable, "-m", "ops.cli", "serve", "--port", str(port)],
@@ -58,6 +60,14 @@ def service(indexed: Indexed) -> Iterator[str]:
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
+        if proc.stderr:
+            proc.stderr.close()
+
+
+@pytest.fixture(scope="module")
+def service(indexed: Indexed) -> Iterator[str]:
+    with run_service(indexed) as url:
+        yield url
 
 
 def test_health_and_readiness(service: str) -> None:
@@ -118,3 +128,12 @@ def test_cli_uses_the_running_server(service: str, indexed: Indexed) -> None:
     body = json.loads(out.stdout)
     assert not body["abstained"]
     assert any("mixtral" in s["path"] for s in body["sources"])
+
+
+def test_llm_runner_down_still_answers_extractively_and_says_so(indexed: Indexed) -> None:
+    dead = f"http://127.0.0.1:{free_port()}/v1"  # nothing listens there
+    with run_service(indexed, TQA_ANSWERER="llm", TQA_LLM_URL=dead) as url:
+        body = httpx.post(f"{url}/ask", json={"question": "How is RMS normalization implemented in Llama?"}).json()
+    assert not body["abstained"] and "[1]" in body["answer"]
+    assert body["answerer"] == "extractive"
+    assert body["fallback"]
