@@ -20,7 +20,7 @@ class RetrievalConfig:
     """Knobs measured on the dev set (`tqa eval retrieval`); defaults are the best measured setting."""
 
     alpha: float = 0.5
-    candidates: int = 50
+    candidates: int = 20
     symbol_boost: float = 0.3
     name_boost: float = 0.0
     dedupe_symbols: bool = True

@@ -45,7 +45,7 @@ class Settings(BaseSettings):
 
     # Retrieval and answering.
     alpha: float = Field(default=0.5, ge=0.0, le=1.0, description="Hybrid weight: 1 = dense only, 0 = BM25 only.")
-    candidates: int = Field(default=50, ge=1, le=500)
+    candidates: int = Field(default=20, ge=1, le=500)
     abstain_threshold: float = Field(default=0.5, ge=0.0, le=1.0)
     answerer: Literal["extractive", "llm"] = "extractive"
 

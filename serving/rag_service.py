@@ -45,11 +45,16 @@ def _check(exc: InvalidQuestion) -> bentoml.exceptions.BentoMLException:
     return RequestTooLarge(str(exc)) if exc.status == 413 else BadRequest(str(exc))
 
 
-@bentoml.service(name="tqa-rag", traffic={"timeout": 30, "concurrency": 32}, workers=1)
+@bentoml.service(name="tqa-rag", traffic={"timeout": 30, "concurrency": 32}, workers=2)
 class RAGService:
     """Answers questions about the Transformers repository with numbered, pinned citations."""
 
     def __init__(self) -> None:
+        import torch
+
+        # Concurrent questions are embedded in one batch; a second intra-op thread per forward pass only
+        # competes with Weaviate and the other requests for the same cores.
+        torch.set_num_threads(1)
         self.settings = Settings()
         self.qa = QA(self.settings, batch_queries=True)
         self.qa.warm_up()
