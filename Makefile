@@ -5,7 +5,9 @@ BIN := $(VENV)/bin
 export PATH := $(abspath $(BIN)):$(PATH)
 
 .DEFAULT_GOAL := help
-.PHONY: help setup deps weaviate run test test-unit test-integration bench lint format mlflow
+.PHONY: help setup deps weaviate run test test-unit test-integration bench lint format mlflow dataset eval register sync
+REPO_PATH ?= .
+EVAL_OUT ?= .tqa/eval-report
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  %-18s %s\n", $$1, $$2}'
@@ -32,6 +34,19 @@ test: setup infra-tools ## Unit and integration tests (starts its own Weaviate, 
 
 test-unit: deps ## Unit tests only (no services)
 	$(BIN)/pytest -q tests/unit
+
+dataset: deps ## Build the QA dataset from the index (JSONL + manifest under the data dir)
+	$(BIN)/tqa dataset build
+
+eval: deps ## Full offline evaluation, logged to MLflow; fails on a missed bar (EVAL_REPORT=FILE copies the Markdown)
+	$(BIN)/tqa eval run --out $(EVAL_OUT)
+	$(if $(EVAL_REPORT),cp $(EVAL_OUT)/report.md $(EVAL_REPORT))
+
+register: deps ## Register the latest eval run; moves `staging` only when it beats `production` by the gate margins
+	$(BIN)/tqa register
+
+sync: deps ## Bring the index of the checkout at REPO_PATH to its new commits (and issues/PRs when a token is set)
+	$(BIN)/tqa sync --path $(REPO_PATH)
 
 mlflow: deps ## MLflow tracking server on 127.0.0.1:5000 (SQLite and artifacts under .tqa/mlflow, telemetry off)
 	$(BIN)/tqa mlflow up
