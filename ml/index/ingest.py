@@ -5,8 +5,11 @@ from __future__ import annotations
 import hashlib
 import time
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+
+import numpy as np
 
 from ml.errors import UserError
 from ml.index.embed import Embedder, embedding_text
@@ -87,30 +90,39 @@ def ingest(
             todo.append((rel, data, digest))
     report.files_changed = len(todo)
 
-    done = 0
     if progress:
         progress(0, len(todo), 0)
-    batch: list[FileChunks] = []
-    pending = 0
-    for rel, data, _ in todo:
-        chunks = chunk_file(corpus, rel, data)
-        if chunks.non_utf8:
-            report.non_utf8.append(rel)
-        if chunks.unparsable:
-            report.unparsable.append(rel)
-        batch.append(chunks)
-        pending += len(chunks.chunks)
-        if pending >= BATCH_CHUNKS:
-            _flush(batch, index, state, embedder, report)
-            done += len(batch)
-            batch, pending = [], 0
-            if progress:
-                progress(done, len(todo), report.chunks_written)
-    if batch:
-        _flush(batch, index, state, embedder, report)
-        done += len(batch)
-        if progress:
-            progress(done, len(todo), report.chunks_written)
+    # Embedding (torch) and storing (Weaviate) overlap: batch N is written while batch N+1 is embedded. Writes stay
+    # in order, one at a time, and a batch's state is recorded only after its own write succeeded.
+    done = 0
+    writing: Future[int] | None = None
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="ingest-writer") as writer:
+
+        def finish_previous() -> None:
+            nonlocal done, writing
+            if writing is not None:
+                done += writing.result()
+                writing = None
+                if progress:
+                    progress(done, len(todo), report.chunks_written)
+
+        batch: list[FileChunks] = []
+        pending = 0
+        for position, (rel, data, _) in enumerate(todo):
+            chunks = chunk_file(corpus, rel, data)
+            if chunks.non_utf8:
+                report.non_utf8.append(rel)
+            if chunks.unparsable:
+                report.unparsable.append(rel)
+            batch.append(chunks)
+            pending += len(chunks.chunks)
+            if pending >= BATCH_CHUNKS or position == len(todo) - 1:
+                flat = [c for f in batch for c in f.chunks]
+                vectors = embedder.embed_documents([embedding_text(c) for c in flat])
+                finish_previous()
+                writing = writer.submit(_store, batch, flat, vectors, index, state, report)
+                batch, pending = [], 0
+        finish_previous()
 
     state.set_meta(
         {
@@ -125,11 +137,15 @@ def ingest(
     return report
 
 
-def _flush(
-    batch: list[FileChunks], index: WeaviateIndex, state: IngestState, embedder: Embedder, report: IngestReport
-) -> None:
-    chunks: list[Chunk] = [c for f in batch for c in f.chunks]
-    vectors = embedder.embed_documents([embedding_text(c) for c in chunks])
+def _store(
+    batch: list[FileChunks],
+    chunks: list[Chunk],
+    vectors: np.ndarray,
+    index: WeaviateIndex,
+    state: IngestState,
+    report: IngestReport,
+) -> int:
+    """Write one embedded batch, delete what it makes stale, then record its files as done; returns files done."""
     index.upsert(chunks, vectors)
     # Whatever is stored under these paths but not produced now is stale: an old version or an interrupted run.
     stored = index.ids_for_paths([f.path for f in batch])
@@ -138,6 +154,7 @@ def _flush(
     report.chunks_deleted += index.delete_ids(stale)
     state.record(FileState(f.path, f.sha256, [c.id for c in f.chunks]) for f in batch)
     report.chunks_written += len(chunks)
+    return len(batch)
 
 
 def _check_compatible(state: IngestState, corpus: Corpus, embedder: Embedder) -> None:
