@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from ml.index.embed import Embedder
 from ml.index.tokens import split_identifier
 from ml.index.weaviate_index import WeaviateIndex
+from ml.retrieve_history import HISTORY_KINDS, boost_history, expand_history, fetch_commits, history_intent
 from ml.types import Hit
 
 CODE_TOKEN = re.compile(r"`([^`]+)`|\b([A-Za-z_][A-Za-z0-9_]*(?:[._][A-Za-z0-9_]+)+|[A-Z][a-z0-9]+[A-Z][A-Za-z0-9]*)\b")
@@ -24,6 +25,11 @@ class RetrievalConfig:
     symbol_boost: float = 0.3
     name_boost: float = 0.0
     dedupe_symbols: bool = True
+    # History steps (`bench/history_eval.py`); None = on when the index holds commit/diff/issue/PR chunks.
+    history: bool | None = None
+    history_boost: float = 0.5
+    history_links: bool = True
+    history_route_threshold: float = 0.5
 
 
 def query_identifiers(query: str) -> set[str]:
@@ -44,6 +50,16 @@ class Retriever:
         self.index = index
         self.embedder = embedder
         self.config = config or RetrievalConfig()
+        self._has_history: bool | None = None
+
+    def history_enabled(self) -> bool:
+        """Whether the history steps run: the config says so, or (once per retriever) the index has history."""
+        if self.config.history is not None:
+            return self.config.history
+        if self._has_history is None:
+            counts = self.index.counts_by_kind()
+            self._has_history = any(counts.get(kind) for kind in HISTORY_KINDS)
+        return self._has_history
 
     def search(
         self,
@@ -65,8 +81,34 @@ class Retriever:
             kinds=kinds,
             path_prefix=path_prefix,
         )
+        # History steps need every kind and no path filter: the commits they add have no path.
+        history = (
+            not path_prefix
+            and (kinds is None or any(kind in HISTORY_KINDS for kind in kinds))
+            and self.history_enabled()
+        )
+        intent = history_intent(query) if history else 0.0
+        if intent and intent >= self.config.history_route_threshold:
+            # Routing: a history question also searches history chunks alone, so code cannot crowd them out.
+            routed = self.index.hybrid(
+                query,
+                vector,
+                limit=max(k, self.config.candidates),
+                alpha=self.config.alpha,
+                kinds=[kind for kind in HISTORY_KINDS if kinds is None or kind in kinds],
+            )
+            # Scores of each search are relative to its own best hit; a chunk found by both keeps the higher one.
+            merged = {h.chunk.id: h for h in hits}
+            for h in routed:
+                if h.chunk.id not in merged or merged[h.chunk.id].score < h.score:
+                    merged[h.chunk.id] = h
+            hits = list(merged.values())
         t2 = time.perf_counter()
         hits = self.rerank(query, hits)
+        if history:
+            hits = boost_history(hits, intent, self.config.history_boost)
+            if self.config.history_links:
+                hits = expand_history(hits, lambda shas: fetch_commits(self.index, shas))
         if timings is not None:
             timings["embed_ms"] = (t1 - t0) * 1000
             timings["search_ms"] = (t2 - t1) * 1000

@@ -1,12 +1,10 @@
 """History-aware retrieval: detect why/when/which-PR questions, boost history chunks, walk code -> commit links.
 
-The general retriever calls these after its own re-ranking:
+`Retriever.search` applies these when the index holds history chunks (`RetrievalConfig.history`):
 
-    intent = history_intent(question)
+    intent = history_intent(question)          # >= threshold: also search history kinds only (routing)
     hits = boost_history(hits, intent)
-    hits = expand_history(hits, lambda ids: fetch_chunks(index, ids), corpus)
-
-`search_history` composes them (plus routing: a second search restricted to history kinds) for evaluation.
+    hits = expand_history(hits, lambda shas: fetch_commits(index, shas))
 """
 
 from __future__ import annotations
@@ -15,7 +13,6 @@ import re
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from ml.sources.git_history import commit_chunk_id
 from ml.types import Chunk, Hit
 
 HISTORY_KINDS = ("commit", "diff", "pr", "issue")
@@ -65,7 +62,6 @@ def history_shas(chunk: Chunk) -> list[str]:
 def expand_history(
     hits: list[Hit],
     fetch: Callable[[list[str]], list[Chunk]],
-    corpus: str,
     from_top: int = 5,
     per_chunk: int = 2,
     decay: float = 0.9,
@@ -74,19 +70,25 @@ def expand_history(
 
     A "why is X like this" question finds X's code; X's commit message may never name X, so the commit is
     reached through the code chunk's blame links rather than by text similarity.
+
+    Args:
+        hits: Ranked hits, best first.
+        fetch: Commit chunks by SHA (`fetch_commits`).
+        from_top: How many top hits lead to their commits.
+        per_chunk: How many of a hit's most recent commits to add.
+        decay: An added commit scores this fraction of the hit that led to it (less for older commits).
     """
-    present = {h.chunk.id for h in hits}
+    present = {h.chunk.commit for h in hits if h.chunk.kind == "commit"}
     wanted: dict[str, float] = {}
     for hit in hits[:from_top]:
         if hit.chunk.kind in HISTORY_KINDS:
             continue
         for rank, sha in enumerate(history_shas(hit.chunk)[:per_chunk]):
-            cid = commit_chunk_id(corpus, sha)
-            if cid not in present:
-                wanted[cid] = max(wanted.get(cid, 0.0), hit.score * decay * (1 - 0.1 * rank))
+            if sha not in present:
+                wanted[sha] = max(wanted.get(sha, 0.0), hit.score * decay * (1 - 0.1 * rank))
     if not wanted:
         return hits
-    added = [Hit(chunk=c, score=wanted[c.id]) for c in fetch(list(wanted)) if c.id in wanted]
+    added = [Hit(chunk=c, score=wanted[c.commit]) for c in fetch(list(wanted)) if c.commit in wanted]
     return sorted(hits + added, key=lambda h: h.score, reverse=True)
 
 
@@ -110,75 +112,17 @@ def _to_chunk(obj: Any) -> Chunk:
     )
 
 
-def fetch_chunks(index: Any, ids: list[str]) -> list[Chunk]:
-    """Chunks by id from a `WeaviateIndex` (the commit chunks a code chunk links to)."""
+def fetch_commits(index: Any, shas: list[str]) -> list[Chunk]:
+    """The commit chunks of these SHAs from a `WeaviateIndex` (what a code chunk's `history` links to)."""
     from weaviate.classes.query import Filter
 
-    if not ids:
+    if not shas:
         return []
-    response = index.collection.query.fetch_objects(filters=Filter.by_id().contains_any(ids), limit=len(ids))
-    return [_to_chunk(obj) for obj in response.objects]
-
-
-def search_kinds(
-    index: Any, embedder: Any, question: str, limit: int, kinds: Sequence[str] = HISTORY_KINDS
-) -> list[Hit]:
-    """Hybrid search restricted to some kinds, straight through the Weaviate client (routing for history intent)."""
-    from weaviate.classes.query import Filter, HybridFusion, MetadataQuery
-
-    from ml.index.weaviate_index import QUERY_PROPERTIES
-
-    vector = embedder.embed_query(question)
-    response = index.collection.query.hybrid(
-        query=question,
-        vector=vector.tolist(),
-        alpha=0.5,
-        limit=limit,
-        filters=Filter.by_property("kind").contains_any(list(kinds)),
-        query_properties=QUERY_PROPERTIES,
-        fusion_type=HybridFusion.RELATIVE_SCORE,
-        return_metadata=MetadataQuery(score=True),
+    response = index.collection.query.fetch_objects(
+        filters=Filter.by_property("kind").equal("commit") & Filter.by_property("commit").contains_any(shas),
+        limit=len(shas),
     )
-    return [Hit(chunk=_to_chunk(o), score=float(o.metadata.score or 0.0)) for o in response.objects]
-
-
-def search_history(
-    search: Callable[..., list[Hit]],
-    fetch: Callable[[list[str]], list[Chunk]],
-    route_search: Callable[[str, int], list[Hit]] | None,
-    question: str,
-    corpus: str,
-    k: int = 5,
-    links: bool = True,
-    boost: bool = True,
-    route: bool = True,
-    threshold: float = 0.5,
-) -> list[Hit]:
-    """Retrieval for a question with the history steps switched on or off (for measuring each).
-
-    Args:
-        search: `Retriever.search`-like: (query, k=...) -> hits.
-        fetch: Chunks by id.
-        route_search: (query, limit) -> hits of history kinds only (`search_kinds`); routing is off when None.
-        question: The question.
-        corpus: Corpus name used in chunk ids.
-        k: Hits to return.
-        links: Walk code -> commit through `Chunk.history`.
-        boost: Boost history chunks by intent.
-        route: For history questions, also search history kinds only and merge.
-        threshold: Intent above which routing applies.
-    """
-    intent = history_intent(question)
-    hits = search(question, k=max(k, 20))
-    if route and route_search is not None and intent >= threshold:
-        extra = route_search(question, max(k, 20))
-        seen = {h.chunk.id for h in hits}
-        hits = sorted(hits + [h for h in extra if h.chunk.id not in seen], key=lambda h: h.score, reverse=True)
-    if boost:
-        hits = boost_history(hits, intent)
-    if links:
-        hits = expand_history(hits, fetch, corpus)
-    return hits[:k]
+    return [_to_chunk(obj) for obj in response.objects]
 
 
 def commits_of(hits: Sequence[Hit]) -> list[str]:

@@ -8,7 +8,8 @@ import time
 
 from ml.answer.base import ABSTAIN_TEXT, source_of
 from ml.retrieve import words
-from ml.types import Answer, Hit
+from ml.retrieve_history import HISTORY_KINDS
+from ml.types import Answer, Chunk, Hit
 
 STOPWORDS = frozenset(
     """a an the and or of to in on for with by from at as is are was were be been being it its this that these those
@@ -81,6 +82,12 @@ class ExtractiveAnswerer:
         lines: list[str] = []
         for n, hit in enumerate(chosen, 1):
             c = hit.chunk
+            if c.kind in HISTORY_KINDS:
+                line = f"{history_line(c)} [{n}]"
+                lines.append(line if n == 1 else f"See also {line}")
+                if n == 1 and c.kind == "diff":
+                    lines.extend(f"    {code} [{n}]" for code in self._best_code_lines(c.text, q, limit=2))
+                continue
             label = f"`{c.symbol}`" if c.symbol else f"`{c.path}`"
             where = f"{c.path}:{c.start_line}-{c.end_line}"
             sentence = self._best_sentence(c.text, q)
@@ -130,6 +137,30 @@ class ExtractiveAnswerer:
                 scored.append((overlap, -i, stripped[:160]))
         scored.sort(reverse=True)
         return [f"`{line}`" for _, _, line in scored[:limit]]
+
+
+def history_line(c: Chunk) -> str:
+    """How a history hit is cited: "Commit abc1234 (PR #123, fixes #45): <subject>", "PR #3 (fixes #10): <title>"."""
+    links = []
+    if c.kind in ("commit", "diff"):
+        if c.pr:
+            links.append(f"PR #{c.pr}")
+        if c.issue:
+            links.append(f"fixes #{c.issue}")
+        head = f"Commit {c.commit[:7]}"
+        subject = c.symbol.split(" ", 1)[1] if c.kind == "commit" and " " in c.symbol else c.symbol
+        if c.kind == "diff":
+            subject += f" (changes {c.path}:{c.start_line}-{c.end_line})" if c.start_line else f" (changes {c.path})"
+    else:
+        number = c.pr if c.kind == "pr" else c.issue
+        head = f"{'PR' if c.kind == 'pr' else 'Issue'} #{number}"
+        if c.kind == "pr" and c.issue:
+            links.append(f"fixes #{c.issue}")
+        if c.commit:
+            links.append(f"merged as {c.commit[:7]}")
+        first = c.text.splitlines()[0] if c.text else ""
+        subject = first.split(": ", 1)[1] if ": " in first else first
+    return f"{head} ({', '.join(links)}): {subject}" if links else f"{head}: {subject}"
 
 
 def _prose(text: str) -> str:

@@ -31,13 +31,14 @@ def test_code_hits_lead_to_the_commits_that_changed_them() -> None:
     commit = Chunk(id=commit_chunk_id("minitf", sha), kind="commit", text="Stabilise", path="", commit=sha, pr=5)
     asked: list[list[str]] = []
 
-    def fetch(ids: list[str]) -> list[Chunk]:
-        asked.append(ids)
-        return [commit] if commit.id in ids else []
+    def fetch(shas: list[str]) -> list[Chunk]:
+        asked.append(shas)
+        return [commit] if sha in shas else []
 
-    hits = expand_history([code], fetch, "minitf")
+    hits = expand_history([code], fetch)
     assert commits_of(hits) == [sha] and hits[1].score < code.score
-    assert commit_chunk_id("minitf", "c" * 40) in asked[0]
+    assert asked == [[sha, "c" * 40]]
+    assert expand_history(hits, fetch) == hits and len(asked) == 2  # a commit already present is not added again
 
 
 def test_long_threads_are_split_and_keep_their_title() -> None:
