@@ -38,9 +38,12 @@ def ingest(
     from ml.pipeline import run_ingest
 
     report = run_ingest(Settings(), package=None if path else package, path=path, rebuild=rebuild, console=console)
+    commits = ""
+    if report.commits_added or report.commits_removed:
+        commits = f" and {report.commits_added} commits ({report.commits_removed} no longer in the history)"
     console.print(
         f"[green]Indexed[/] {report.files_seen} files ({report.files_changed} changed, {report.files_deleted} "
-        f"removed): {report.chunks_written} chunks written, {report.chunks_deleted} deleted, "
+        f"removed){commits}: {report.chunks_written} chunks written, {report.chunks_deleted} deleted, "
         f"{report.total_chunks} in the index, in {report.seconds:.1f} s ({report.chunks_per_second:.0f} chunks/s)."
     )
     for label, items in (

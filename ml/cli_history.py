@@ -21,38 +21,6 @@ GitHubOpt = Annotated[
 ]
 
 
-def _open(stack: ExitStack, settings: Settings, path: Path, github: bool | None):  # noqa: ANN202
-    from ml.errors import UserError
-    from ml.index.embed import Embedder
-    from ml.index.sync import HistoryState, IndexSink, Syncer, owner_repo_of
-    from ml.index.weaviate_index import WeaviateIndex
-    from ml.sources.git_history import resolve
-
-    repo = path.resolve()
-    resolve(repo)  # a clear error for a path that is not a checkout
-    if github is None:
-        github = settings.github_token is not None
-    token = settings.github_token.get_secret_value() if settings.github_token else None
-    if github and settings.github_api_url == "https://api.github.com" and not token:
-        raise UserError("Syncing GitHub issues needs TQA_GITHUB_TOKEN (or pass --no-github).")
-    index = stack.enter_context(WeaviateIndex.open(settings))
-    index.ensure_collection()
-    state = HistoryState(settings.state_db, repo.name)
-    stack.callback(state.close)
-    owner_repo = owner_repo_of(repo, settings.github_repo)
-    client = None
-    if github:
-        from ml.sources.github import GitHubClient
-
-        client = stack.enter_context(
-            GitHubClient(settings.github_repo, token=token, api_url=settings.github_api_url, etags=state.etags())
-        )
-    sink = IndexSink(
-        index, Embedder(settings.embedding_model, settings.embedding_device, settings.embedding_batch_size)
-    )
-    return Syncer(repo, sink, state, owner_repo, client, settings.staging_file)
-
-
 def _say(reports) -> None:  # noqa: ANN001
     for r in reports:
         if r.new:
@@ -73,9 +41,11 @@ def sync(
     github: GitHubOpt = None,
 ) -> None:
     """Bring the index from its recorded commit to REV: new commits, changed files, issues and PRs since the cursor."""
+    from ml.index.sync import open_syncer
+
     settings = Settings()
     with ExitStack() as stack:
-        syncer = _open(stack, settings, path, github)
+        syncer = open_syncer(stack, settings, path, github)
         _say(syncer.run(rev, progress=lambda msg: console.print(msg, style="dim")))
 
 
@@ -91,8 +61,10 @@ def watch(
     ] = None,
 ) -> None:
     """Poll the remote and the API every INTERVAL seconds, sync, and append each change to the staging buffer."""
+    from ml.index.sync import open_syncer
+
     settings = Settings()
     with ExitStack() as stack:
-        syncer = _open(stack, settings, path, github)
+        syncer = open_syncer(stack, settings, path, github)
         console.print(f"watching {remote}/{branch} every {interval:.0f} s; changes go to {settings.staging_file}")
         syncer.watch(remote, branch, interval, iterations=iterations, on_report=_say)

@@ -29,7 +29,13 @@ def run_ingest(
     rebuild: bool = False,
     console: Console | None = None,
 ) -> IngestReport:
-    """Resolve the corpus, open the index and ingest with a progress bar."""
+    """Resolve the corpus, open the index and ingest with a progress bar.
+
+    A git checkout goes through the history sync (`tqa sync`), so both commands build the same index: code pinned
+    per file to the last commit that changed it, blame history, commit and diff chunks.
+    """
+    if path is not None and (Path(path) / ".git").exists():
+        return _ingest_checkout(settings, Path(path), rebuild, console)
     corpus = resolve_corpus(package=package, path=path)
     state = IngestState(settings.state_db)
     try:
@@ -40,6 +46,29 @@ def run_ingest(
             return ingest(corpus, index, state, make_embedder(settings), progress=_progress_bar(console))
     finally:
         state.close()
+
+
+def _ingest_checkout(settings: Settings, path: Path, rebuild: bool, console: Console | None) -> IngestReport:
+    from contextlib import ExitStack
+
+    from ml.index.sync import IndexSink, open_syncer
+
+    with ExitStack() as stack:
+        syncer = open_syncer(stack, settings, path, rebuild=rebuild)
+        assert isinstance(syncer.sink, IndexSink)
+        reports = syncer.run(progress=(lambda msg: console.print(msg, style="dim")) if console else None)
+        git = reports[0]
+        return IngestReport(
+            files_seen=git.files_seen,
+            files_changed=git.files_changed,
+            files_deleted=git.files_deleted,
+            chunks_written=sum(r.chunks_written for r in reports),
+            chunks_deleted=sum(r.chunks_deleted for r in reports),
+            seconds=sum(r.seconds for r in reports),
+            total_chunks=syncer.sink.index.count(),
+            commits_added=git.commits_added,
+            commits_removed=git.commits_removed,
+        )
 
 
 def _progress_bar(console: Console | None) -> Any:
@@ -93,8 +122,21 @@ def index_status(settings: Settings) -> dict[str, Any]:
         files = len(state.files())
     finally:
         state.close()
+    history: dict[str, Any] = {}
+    if not files and meta["corpus"]:
+        from ml.index.sync import HistoryState
+
+        synced = HistoryState(settings.state_db, meta["corpus"])
+        try:
+            files = len(synced.files())
+            history = {"head": synced.get("head"), "commits": len(synced.commits())}
+            if synced.get("github_since"):
+                history["github_since"] = synced.get("github_since")
+        finally:
+            synced.close()
     with WeaviateIndex.open(settings) as index:
-        return {**meta, "files": files, "chunks": index.count(), "by_kind": index.counts_by_kind()}
+        out = {**meta, "files": files, "chunks": index.count(), "by_kind": index.counts_by_kind()}
+        return {**out, "history": history} if history else out
 
 
 MAX_QUESTION_BYTES = 4096

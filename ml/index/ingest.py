@@ -35,6 +35,8 @@ class IngestReport:
     unreadable: list[str] = field(default_factory=list)
     seconds: float = 0.0
     total_chunks: int = 0
+    commits_added: int = 0
+    commits_removed: int = 0
 
     @property
     def chunks_per_second(self) -> float:

@@ -18,6 +18,7 @@ import sqlite3
 import subprocess
 import time
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -171,6 +172,13 @@ class HistoryState:
     def etags(self) -> SqliteEtags:
         return SqliteEtags(self._db)
 
+    def clear(self) -> None:
+        """Forget everything recorded for this corpus (the index is being rebuilt)."""
+        with self._db:
+            for table in ("history_commits", "history_files", "github_items"):
+                self._db.execute(f"DELETE FROM {table} WHERE corpus = ?", (self.corpus,))
+            self._db.execute("DELETE FROM history_meta WHERE key LIKE ?", (f"{self.corpus}:%",))
+
 
 class SqliteEtags:
     """The GitHub client's conditional-request cache, kept across runs (a dict-like view of `github_etags`)."""
@@ -194,6 +202,7 @@ class SyncReport:
     old: str = ""
     new: str = ""
     force_push: bool = False
+    files_seen: int = 0
     commits_added: int = 0
     commits_removed: int = 0
     files_changed: int = 0
@@ -360,7 +369,7 @@ def sync_git(
         touched.update(touched_paths(repo, to_add))
     changed = {p: b for p, b in files_now.items() if p in touched or files_then.get(p, ("",))[0] != b}
     deleted = sorted(set(files_then) - set(files_now))
-    report.files_changed, report.files_deleted = len(changed), len(deleted)
+    report.files_seen, report.files_changed, report.files_deleted = len(files_now), len(changed), len(deleted)
 
     if deleted:
         stale = sink.stored_ids(deleted, None, exclude=HISTORY_KINDS) | {i for p in deleted for i in files_then[p][1]}
@@ -508,12 +517,22 @@ class Syncer:
         owner_repo: str,
         github: Any = None,
         staging: Path | None = None,
+        meta: Any = None,
     ) -> None:
         self.repo, self.sink, self.state, self.owner_repo = repo, sink, state, owner_repo
-        self.github, self.staging = github, staging
+        self.github, self.staging, self.meta = github, staging, meta
 
     def run(self, rev: str = "HEAD", progress: Callable[[str], None] | None = None) -> list[SyncReport]:
         reports = [sync_git(self.repo, self.sink, self.state, self.owner_repo, rev, progress=progress)]
+        if self.meta is not None:
+            # What `tqa status` shows, in the same rows a plain `tqa ingest` writes.
+            self.meta.set_meta(
+                {
+                    "corpus_version": reports[0].new[:12],
+                    "commit": reports[0].new,
+                    "ingested_at": datetime.now(UTC).isoformat(timespec="seconds"),
+                }
+            )
         if self.staging:
             append_staging(self.staging, reports[0], "git")
         if self.github is not None:
@@ -541,3 +560,63 @@ class Syncer:
             n += 1
             if iterations is None or n < iterations:
                 sleep(max(0.0, interval - (time.monotonic() - started)))
+
+
+def open_syncer(
+    stack: ExitStack, settings: Any, path: Path, github: bool | None = None, rebuild: bool = False
+) -> Syncer:
+    """A `Syncer` for the checkout at `path` and the configured index; what it opens is closed by `stack`.
+
+    `tqa sync`, `tqa watch` and `tqa ingest --path <git checkout>` all come through here, so they build the same
+    index. The ingest state records corpus, embedding model and chunker version like a plain ingest does, and the
+    same checks refuse a data dir built for another corpus or model.
+
+    Raises:
+        UserError: `path` is not a git checkout, GitHub is wanted without a token, or the data dir is incompatible.
+    """
+    from ml.errors import UserError
+    from ml.index.embed import Embedder
+    from ml.index.ingest import _check_compatible
+    from ml.index.state import IngestState
+    from ml.index.weaviate_index import WeaviateIndex
+    from ml.sources.corpus import CHUNKER_VERSION, resolve_corpus
+
+    repo = path.resolve()
+    resolve(repo)  # a clear error for a path that is not a checkout
+    if github is None:
+        github = settings.github_token is not None
+    token = settings.github_token.get_secret_value() if settings.github_token else None
+    if github and settings.github_api_url == "https://api.github.com" and not token:
+        raise UserError("Syncing GitHub issues needs TQA_GITHUB_TOKEN (or pass --no-github).")
+    meta = IngestState(settings.state_db)
+    stack.callback(meta.close)
+    state = HistoryState(settings.state_db, repo.name)
+    stack.callback(state.close)
+    embedder = Embedder(settings.embedding_model, settings.embedding_device, settings.embedding_batch_size)
+    index = stack.enter_context(WeaviateIndex.open(settings))
+    if rebuild:
+        index.drop()
+        meta.clear()
+        state.clear()
+    _check_compatible(meta, resolve_corpus(path=repo), embedder)
+    if meta.get_meta("chunker_version") not in (None, CHUNKER_VERSION):
+        # Chunks of unchanged files would differ from what the current chunker makes: re-chunk every file.
+        state.forget_files(list(state.files()))
+    index.ensure_collection()
+    meta.set_meta(
+        {
+            "corpus": repo.name,
+            "embedding_model": embedder.model_name,
+            "root": str(repo),
+            "chunker_version": CHUNKER_VERSION,
+        }
+    )
+    client = None
+    if github:
+        from ml.sources.github import GitHubClient
+
+        client = stack.enter_context(
+            GitHubClient(settings.github_repo, token=token, api_url=settings.github_api_url, etags=state.etags())
+        )
+    owner_repo = owner_repo_of(repo, settings.github_repo)
+    return Syncer(repo, IndexSink(index, embedder), state, owner_repo, client, settings.staging_file, meta=meta)
