@@ -1,5 +1,5 @@
 """History benchmark: commits/s ingested, one-commit sync time, freshness lag under `watch`, and the dev-set
-Recall@5 of the gold commit with and without code -> history links, intent boosts and routing.
+Recall@5 of the gold commit with and without code -> history links, intent boosts and routing (`history_eval.py`).
 
 Runs on a real embedded Weaviate and the packaged MiniLM. The long history is synthetic unless `--repo` names a real
 checkout: a script evolves real source files (the installed transformers package) over thousands of commits.
@@ -23,11 +23,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.history_eval import print_table, recall_table  # noqa: E402
 from ml.index.embed import Embedder  # noqa: E402
 from ml.index.sync import HistoryState, IndexSink, Syncer, sync_git  # noqa: E402
 from ml.index.weaviate_index import WeaviateIndex  # noqa: E402
-from ml.retrieve import RetrievalConfig, Retriever  # noqa: E402
-from ml.retrieve_history import commits_of, fetch_chunks, search_history, search_kinds  # noqa: E402
+from ml.retrieve import Retriever  # noqa: E402
 from ml.settings import Settings  # noqa: E402
 from ml.sources.git_history import commit_chunks, iter_commits  # noqa: E402
 from tests import history_repo  # noqa: E402
@@ -113,35 +113,9 @@ def open_index(tmp: Path) -> tuple[WeaviateIndex, Settings]:
     return index, settings
 
 
-def devset_recall(index: WeaviateIndex, embedder: Embedder, repo: Path, corpus: str) -> None:
-    retriever = Retriever(index, embedder, RetrievalConfig())
-    fetch = lambda ids: fetch_chunks(index, ids)  # noqa: E731
-    variants = {
-        "hybrid only": dict(links=False, boost=False, route=False),
-        "+ intent boost": dict(links=False, boost=True, route=False),
-        "+ routing": dict(links=False, boost=True, route=True),
-        "+ code->history links only": dict(links=True, boost=False, route=False),
-        "all (links + boost + routing)": dict(links=True, boost=True, route=True),
-    }
+def devset_recall(index: WeaviateIndex, embedder: Embedder, repo: Path) -> None:
     print(f"\nDev set: {len(history_repo.DEVSET)} why/when/which-PR questions over the test repository")
-    print("| variant | Recall@5 | MRR@5 |\n| --- | --- | --- |")
-    for name, flags in variants.items():
-        found, rr = 0, 0.0
-        misses = []
-        for question, prs in history_repo.DEVSET:
-            gold = history_repo.gold_shas(repo, prs)
-            route = lambda q, n: search_kinds(index, embedder, q, n)  # noqa: E731
-            hits = search_history(retriever.search, fetch, route, question, corpus, k=5, **flags)
-            ranked = commits_of(hits)
-            if any(c in gold for c in ranked):
-                found += 1
-                rr += 1 / (1 + ranked.index(next(c for c in ranked if c in gold)))
-            else:
-                misses.append(question)
-        n = len(history_repo.DEVSET)
-        print(f"| {name} | {found / n:.2f} | {rr / n:.2f} |")
-        if misses and name.startswith("all"):
-            print("  misses:", "; ".join(misses))
+    print_table(recall_table(index, embedder, repo))
 
 
 def main() -> None:
@@ -168,7 +142,7 @@ def main() -> None:
         print(
             f"test repo: {report.commits_added} commits, {report.chunks_written} chunks in {time.monotonic() - t:.1f} s"
         )
-        devset_recall(index, embedder, small, "minitf")
+        devset_recall(index, embedder, small)
     finally:
         index.close()
     if args.skip_long:
