@@ -75,6 +75,13 @@ def test_ingest_of_a_git_checkout_builds_the_same_index_as_sync(
     index_ingest = read_back(WeaviateIndex(client, "ByIngest"))
     assert index_ingest == read_back(WeaviateIndex(client, "BySync")) and len(index_ingest) == by_sync["chunks"]
 
+    again = run_tqa("ingest", "--path", str(repo), env=env_ingest)
+    assert again.returncode == 0, again.stderr
+    assert "(0 changed, 0 removed): 0 chunks written, 0 deleted" in again.stderr  # nothing new, nothing redone
+    rebuilt = run_tqa("ingest", "--path", str(repo), "--rebuild", env=env_ingest)
+    assert rebuilt.returncode == 0, rebuilt.stderr
+    assert read_back(WeaviateIndex(client, "ByIngest")) == index_ingest
+
 
 def test_watch_one_iteration_brings_the_index_to_the_remote_head(
     built: tuple[Path, list[str]], server: tuple[WeaviateIndex, Settings], tmp_path: Path
