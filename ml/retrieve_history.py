@@ -13,6 +13,7 @@ import re
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from ml.index.weaviate_index import chunk_from_properties
 from ml.types import Chunk, Hit
 
 HISTORY_KINDS = ("commit", "diff", "pr", "issue")
@@ -93,23 +94,8 @@ def expand_history(
 
 
 def _to_chunk(obj: Any) -> Chunk:
-    p = obj.properties
-    return Chunk(
-        id=str(obj.uuid),
-        kind=p["kind"],
-        text=p.get("text") or "",
-        path=p.get("path") or "",
-        start_line=int(p.get("start_line") or 0),
-        end_line=int(p.get("end_line") or 0),
-        symbol=p.get("symbol") or "",
-        corpus_version=p.get("corpus_version") or "",
-        url=p.get("url") or "",
-        commit=p.get("commit") or "",
-        issue=int(p["issue"]) if p.get("issue") else None,
-        pr=int(p["pr"]) if p.get("pr") else None,
-        date=p.get("date") or "",
-        history=list(p.get("history") or []),
-    )
+    props = dict(obj.properties)
+    return chunk_from_properties(str(obj.uuid), props.get("text") or "", props)
 
 
 def fetch_commits(index: Any, shas: list[str]) -> list[Chunk]:

@@ -286,24 +286,7 @@ class WeaviateIndex:
             return
         for obj in self.collection.iterator(include_vector=False, return_properties=["text", *CHUNK_FIELDS]):
             props = dict(obj.properties)
-            yield Chunk(
-                id=str(obj.uuid),
-                text=props.get("text") or "",
-                kind=props["kind"],
-                path=props.get("path") or "",
-                start_line=int(props.get("start_line") or 0),
-                end_line=int(props.get("end_line") or 0),
-                symbol=props.get("symbol") or "",
-                corpus_version=props.get("corpus_version") or "",
-                url=props.get("url") or "",
-                commit=props.get("commit") or "",
-                issue=int(props["issue"]) if props.get("issue") else None,
-                pr=int(props["pr"]) if props.get("pr") else None,
-                parent_symbol=props.get("parent_symbol") or "",
-                signature=props.get("signature") or "",
-                date=props.get("date") or "",
-                history=list(props.get("history") or []),
-            )
+            yield chunk_from_properties(str(obj.uuid), props.get("text") or "", props)
 
     def count(self) -> int:
         if not self.exists():
@@ -369,26 +352,30 @@ class WeaviateIndex:
         return hits
 
 
-def node_to_chunk(node: Any) -> Chunk:
-    meta = dict(node.metadata)
+def chunk_from_properties(chunk_id: str, text: str, props: dict[str, Any]) -> Chunk:
+    """A Chunk from stored properties (LlamaIndex node metadata or a Weaviate object's properties)."""
     return Chunk(
-        id=node.node_id,
-        text=node.get_content(),
-        kind=meta["kind"],
-        path=meta["path"],
-        start_line=int(meta.get("start_line") or 0),
-        end_line=int(meta.get("end_line") or 0),
-        symbol=meta.get("symbol") or "",
-        corpus_version=meta.get("corpus_version") or "",
-        url=meta.get("url") or "",
-        commit=meta.get("commit") or "",
-        issue=int(meta["issue"]) if meta.get("issue") else None,
-        pr=int(meta["pr"]) if meta.get("pr") else None,
-        parent_symbol=meta.get("parent_symbol") or "",
-        signature=meta.get("signature") or "",
-        date=meta.get("date") or "",
-        history=list(meta.get("history") or []),
+        id=chunk_id,
+        text=text,
+        kind=props["kind"],
+        path=props.get("path") or "",
+        start_line=int(props.get("start_line") or 0),
+        end_line=int(props.get("end_line") or 0),
+        symbol=props.get("symbol") or "",
+        corpus_version=props.get("corpus_version") or "",
+        url=props.get("url") or "",
+        commit=props.get("commit") or "",
+        issue=int(props["issue"]) if props.get("issue") else None,
+        pr=int(props["pr"]) if props.get("pr") else None,
+        parent_symbol=props.get("parent_symbol") or "",
+        signature=props.get("signature") or "",
+        date=props.get("date") or "",
+        history=list(props.get("history") or []),
     )
+
+
+def node_to_chunk(node: Any) -> Chunk:
+    return chunk_from_properties(node.node_id, node.get_content(), dict(node.metadata))
 
 
 def pid_alive(pid_file: Path) -> int | None:
