@@ -35,6 +35,9 @@ test: setup infra-tools ## Unit and integration tests (starts its own Weaviate, 
 test-unit: deps ## Unit tests only (no services)
 	$(BIN)/pytest -q tests/unit
 
+test-integration: setup infra-tools ## Integration tests only (real Weaviate, MLflow, BentoML, Ansible targets on 127.0.0.1)
+	$(BIN)/pytest -q tests/integration
+
 dataset: deps ## Build the QA dataset from the index (JSONL + manifest under the data dir)
 	$(BIN)/tqa dataset build
 

@@ -1,18 +1,16 @@
-"""Shared helpers for benchmarks: settings from the environment, percentiles, free ports, a served RAG API."""
+"""Shared helpers for benchmarks: the machine, percentiles, a served RAG API."""
 
 from __future__ import annotations
 
 import os
 import platform
 import signal
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-import httpx
+from ml.net import wait_until_ready
 
 
 def machine() -> str:
@@ -27,12 +25,6 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[index]
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @contextmanager
 def served(port: int, env: dict[str, str] | None = None, timeout: float = 300) -> Iterator[str]:
     """`tqa serve` on 127.0.0.1:`port` over the configured index; yields the URL once ready."""
@@ -44,19 +36,8 @@ def served(port: int, env: dict[str, str] | None = None, timeout: float = 300) -
         start_new_session=True,
     )
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + timeout
     try:
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError("tqa serve exited before becoming ready")
-            try:
-                if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"tqa serve not ready after {timeout:.0f} s")
-            time.sleep(0.5)
+        wait_until_ready(f"{url}/readyz", timeout, proc)
         yield url
     finally:
         os.killpg(proc.pid, signal.SIGINT)

@@ -7,7 +7,6 @@ Uses the index of the current settings (TQA_DATA_DIR, default .tqa), starts its 
 from __future__ import annotations
 
 import json
-import socket
 import sys
 import tempfile
 import time
@@ -15,12 +14,6 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def main() -> None:
@@ -32,6 +25,7 @@ def main() -> None:
     from ml.tracking.log import log_eval
     from ml.tracking.registry import register_candidate
     from ml.tracking.server import MlflowServer
+    from tests.support.ports import free_port
 
     settings = Settings()
     work = Path(tempfile.mkdtemp(prefix="tqa-eval-bench-"))
@@ -60,7 +54,7 @@ def main() -> None:
     out["thresholds"] = report["thresholds"]
     paths = write_report(report, ROOT / "bench" / "results" / "eval_report")
 
-    with MlflowServer(work / "mlflow", port=_free_port()) as server:
+    with MlflowServer(work / "mlflow", port=free_port()) as server:
         tracked = settings.model_copy(update={"mlflow_tracking_uri": server.uri})
         t0 = time.perf_counter()
         run_id = log_eval(tracked, report, paths["json"].parent, first.directory)

@@ -1,7 +1,7 @@
 """Dev-set Recall@5 of the right commit through the real retriever and a real embedded Weaviate, with the history steps
 (code -> history links, intent boost, routing) switched on and off.
 
-The test repository of `tests/history_repo.py` is synced into a fresh index (`tqa sync`'s path); each of its 25
+The test repository of `tests/support/history_repo.py` is synced into a fresh index (`tqa sync`'s path); each of its 25
 why/when/which-PR questions names its gold commit by PR number. A question counts as found when a history chunk
 (commit, diff, PR, issue) of a gold commit is among the top 5 hits.
 
@@ -22,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from ml.retrieve import RetrievalConfig, Retriever  # noqa: E402
 from ml.retrieve_history import commits_of  # noqa: E402
-from tests import history_repo  # noqa: E402
+from tests.support import history_repo  # noqa: E402
 
 ROUTE_OFF = 2.0  # an intent threshold no question reaches
 VARIANTS: dict[str, dict[str, Any]] = {
@@ -63,10 +63,12 @@ def print_table(rows: list[tuple[str, float, float, list[str]]], k: int = 5) -> 
 
 def main() -> None:
     from ml.index.embed import Embedder
-    from ml.index.sync import HistoryState, IndexSink, sync_git
+    from ml.index.engine import IndexSink
+    from ml.index.git_sync import sync_git
+    from ml.index.state import StateStore
     from ml.index.weaviate_index import WeaviateIndex
     from ml.settings import Settings
-    from tests.helpers import free_port
+    from tests.support.ports import free_port
 
     tmp = Path(tempfile.mkdtemp(prefix="tqa-history-eval-"))
     repo = tmp / "minitf"
@@ -76,7 +78,7 @@ def main() -> None:
     print(f"machine: {os.cpu_count()} CPUs, embedder {embedder.model_name}; tmp {tmp}")
     with WeaviateIndex.open(settings) as index:
         index.ensure_collection()
-        state = HistoryState(settings.state_db, "minitf")
+        state = StateStore(settings.state_db, "minitf")
         started = time.monotonic()
         report = sync_git(repo, IndexSink(index, embedder), state, history_repo.OWNER_REPO, "main")
         state.close()

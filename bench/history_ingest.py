@@ -13,7 +13,6 @@ import argparse
 import os
 import random
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -25,18 +24,17 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.history_eval import print_table, recall_table  # noqa: E402
 from ml.index.embed import Embedder  # noqa: E402
-from ml.index.sync import HistoryState, IndexSink, Syncer, sync_git  # noqa: E402
+from ml.index.engine import IndexSink  # noqa: E402
+from ml.index.git_sync import sync_git  # noqa: E402
+from ml.index.state import StateStore  # noqa: E402
+from ml.index.watch import Syncer  # noqa: E402
 from ml.index.weaviate_index import WeaviateIndex  # noqa: E402
 from ml.retrieve import Retriever  # noqa: E402
 from ml.settings import Settings  # noqa: E402
+from ml.sources.git_checkout import fetch  # noqa: E402
 from ml.sources.git_history import commit_chunks, iter_commits  # noqa: E402
-from tests import history_repo  # noqa: E402
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from tests.support import history_repo  # noqa: E402
+from tests.support.ports import free_port  # noqa: E402
 
 
 def env(n: int) -> dict[str, str]:
@@ -136,7 +134,7 @@ def main() -> None:
     history_repo.build(small)
     index, _ = open_index(tmp / "small")
     try:
-        state = HistoryState(tmp / "small" / "state.sqlite", "minitf")
+        state = StateStore(tmp / "small" / "state.sqlite", "minitf")
         t = time.monotonic()
         report = sync_git(small, IndexSink(index, embedder), state, history_repo.OWNER_REPO, "main")
         print(
@@ -176,7 +174,7 @@ def main() -> None:
     subprocess.run(["git", "clone", "-q", str(origin), str(checkout)], check=True)
     index, _ = open_index(tmp / "long")
     try:
-        state = HistoryState(tmp / "long" / "state.sqlite", checkout.name)
+        state = StateStore(tmp / "long" / "state.sqlite", checkout.name)
         sink = IndexSink(index, embedder)
         t = time.monotonic()
         report = sync_git(checkout, sink, state, "example/synthetic", "HEAD")
@@ -222,7 +220,7 @@ def main() -> None:
         def loop() -> None:
             while not stop.is_set():
                 started = time.monotonic()
-                syncer.run(__import__("ml.index.sync", fromlist=["fetch"]).fetch(checkout, "origin", "main"))
+                syncer.run(fetch(checkout, "origin", "main"))
                 stop.wait(max(0.0, args.interval - (time.monotonic() - started)))
 
         watcher = threading.Thread(target=loop, daemon=True)

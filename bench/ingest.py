@@ -12,13 +12,14 @@ import threading
 import time
 from pathlib import Path
 
-from bench.common import free_port, machine
+from bench.common import machine
+from ml.index.embed import make_embedder
 from ml.index.ingest import ingest
-from ml.index.state import IngestState
+from ml.index.state import StateStore
 from ml.index.weaviate_index import WeaviateIndex
-from ml.pipeline import make_embedder
 from ml.settings import Settings
 from ml.sources.corpus import resolve_corpus
+from tests.support.ports import free_port
 
 
 def rss_mb(pid: int) -> float:
@@ -53,7 +54,7 @@ def main() -> None:
                 peak["weaviate"] = max(peak["weaviate"], rss_mb(weaviate_pid))
 
         threading.Thread(target=watch, daemon=True).start()
-        state = IngestState(settings.state_db)
+        state = StateStore(settings.state_db)
         first = ingest(corpus, index, state, embedder)
         second = ingest(corpus, index, state, embedder)
         stop.set()

@@ -14,11 +14,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
-import signal
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -39,12 +35,6 @@ GPUS = {
     "A100": (1555, 312),
     "L40S": (864, 362),
 }
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def param_count(cfg: dict[str, Any]) -> int:
@@ -82,7 +72,7 @@ def floors(
 
 
 def build_model_dir(out: Path, tiny: bool) -> dict[str, Any]:
-    from ml.llm.tiny import QWEN25_14B, build_tiny_model
+    from tests.support.tiny_qwen import QWEN25_14B, build_tiny_model
 
     overrides = {} if tiny else dict(QWEN25_14B)
     build_tiny_model(out, weights=False, **overrides)
@@ -93,10 +83,10 @@ def prompts(model_dir: Path, n: int, tokens: int) -> list[str]:
     """`n` distinct user messages whose chat-templated prompt is `tokens` tokens long."""
     from transformers import AutoTokenizer
 
-    from ml.llm.tiny import _training_text
+    from tests.support.tiny_qwen import training_text
 
     tok = AutoTokenizer.from_pretrained(model_dir)
-    corpus = "\n".join(_training_text())
+    corpus = "\n".join(training_text())
     ids = tok(corpus)["input_ids"]
     overhead = len(tok.apply_chat_template([{"role": "user", "content": ""}], add_generation_prompt=True)) + 8
     out = []
@@ -105,36 +95,6 @@ def prompts(model_dir: Path, n: int, tokens: int) -> list[str]:
         body = tok.decode(ids[start : start + tokens - overhead])
         out.append(f"Request {i}. {body}")
     return out
-
-
-def start_runner(model_dir: Path, home: Path, env: dict[str, str]) -> tuple[subprocess.Popen, str]:
-    port = free_port()
-    full = {**os.environ, "BENTOML_DO_NOT_TRACK": "true", "BENTOML_HOME": str(home), **env}
-    full["TQA_RUNNER_MODEL"] = str(model_dir)
-    log = (home / "runner.log").open("w")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "bentoml", "serve", "serving.qwen_runner:QwenRunner", "--host", "127.0.0.1"]
-        + ["--port", str(port)],
-        cwd=ROOT,
-        env=full,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    import httpx
-
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 900
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"runner exited:\n{(home / 'runner.log').read_text()[-3000:]}")
-        try:
-            if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                return proc, url
-        except httpx.HTTPError:
-            pass
-        time.sleep(1)
-    raise SystemExit("runner not ready after 900 s")
 
 
 async def one(client: Any, url: str, content: str, out_tokens: int) -> dict[str, float]:
@@ -221,6 +181,8 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "qwen_runner.json")
     args = parser.parse_args()
 
+    from tests.support.qwen_runner import start_runner, stop_runner
+
     device, gbps, tflops = device_info(args.tiny)
     gbps = args.hbm_gbps or gbps
     with tempfile.TemporaryDirectory(prefix="tqa-bench-") as tmp:
@@ -238,7 +200,7 @@ def main() -> None:
             env["TQA_RUNNER_TORCH_THREADS"] = "1"
         home = Path(tmp) / "bentoml"
         home.mkdir()
-        proc, url = start_runner(model_dir, home, env)
+        proc, url = start_runner(model_dir, home, env, timeout_s=900)
         try:
             levels = [
                 asyncio.run(level(url, texts, c, args.rounds, args.output_tokens))
@@ -246,8 +208,7 @@ def main() -> None:
                 for c in args.concurrency
             ]
         finally:
-            os.killpg(proc.pid, signal.SIGTERM)
-            proc.wait(timeout=60)
+            stop_runner(proc, timeout_s=60)
     report = {
         "device": device,
         "hbm_gbps": gbps,

@@ -13,8 +13,9 @@ import time
 
 import httpx
 
-from bench.common import free_port, machine, percentile, served
+from bench.common import machine, percentile, served
 from ml.eval.retrieval import dev_queries, out_of_scope_questions
+from tests.support.ports import free_port
 
 
 async def load(url: str, questions: list[str], clients: int, seconds: float, max_requests: int) -> dict[str, float]:

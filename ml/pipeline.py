@@ -2,24 +2,23 @@
 
 from __future__ import annotations
 
+from contextlib import ExitStack
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 
-from ml.errors import UserError
-from ml.index.embed import Embedder, QueryBatcher
-from ml.index.ingest import IngestReport, ingest
-from ml.index.state import IngestState
+from ml.errors import NoIndexError, UserError
+from ml.index.embed import QueryBatcher, make_embedder
+from ml.index.engine import IngestReport
+from ml.index.ingest import ingest
+from ml.index.state import StateStore
 from ml.index.weaviate_index import WeaviateIndex
 from ml.settings import Settings
 from ml.sources.corpus import resolve_corpus
 
-
-def make_embedder(settings: Settings) -> Embedder:
-    return Embedder(
-        settings.embedding_model, device=settings.embedding_device, batch_size=settings.embedding_batch_size
-    )
+if TYPE_CHECKING:
+    from ml.index.watch import Syncer
 
 
 def run_ingest(
@@ -36,8 +35,8 @@ def run_ingest(
     """
     if path is not None and (Path(path) / ".git").exists():
         return _ingest_checkout(settings, Path(path), rebuild, console)
-    corpus = resolve_corpus(package=package, path=path)
-    state = IngestState(settings.state_db)
+    corpus = resolve_corpus(package=package, path=path, doc_languages=settings.doc_languages)
+    state = StateStore(settings.state_db)
     try:
         with WeaviateIndex.open(settings) as index:
             if rebuild:
@@ -49,26 +48,69 @@ def run_ingest(
 
 
 def _ingest_checkout(settings: Settings, path: Path, rebuild: bool, console: Console | None) -> IngestReport:
-    from contextlib import ExitStack
-
-    from ml.index.sync import IndexSink, open_syncer
-
     with ExitStack() as stack:
         syncer = open_syncer(stack, settings, path, rebuild=rebuild)
-        assert isinstance(syncer.sink, IndexSink)
         reports = syncer.run(progress=(lambda msg: console.print(msg, style="dim")) if console else None)
-        git = reports[0]
-        return IngestReport(
-            files_seen=git.files_seen,
-            files_changed=git.files_changed,
-            files_deleted=git.files_deleted,
-            chunks_written=sum(r.chunks_written for r in reports),
-            chunks_deleted=sum(r.chunks_deleted for r in reports),
-            seconds=sum(r.seconds for r in reports),
-            total_chunks=syncer.sink.index.count(),
-            commits_added=git.commits_added,
-            commits_removed=git.commits_removed,
+        report = reports[0]
+        for extra in reports[1:]:
+            report.chunks_written += extra.chunks_written
+            report.chunks_deleted += extra.chunks_deleted
+            report.seconds += extra.seconds
+        report.total_chunks = syncer.index.count()
+        return report
+
+
+def open_syncer(
+    stack: ExitStack, settings: Settings, path: Path, github: bool | None = None, rebuild: bool = False
+) -> Syncer:
+    """A `Syncer` for the checkout at `path` and the configured index; what it opens is closed by `stack`.
+
+    `tqa sync`, `tqa watch` and `tqa ingest --path <git checkout>` all come through here, so they build the same
+    index, and the same checks as a plain ingest refuse a data dir built for another corpus or model.
+
+    Raises:
+        UserError: `path` is not a git checkout, GitHub is wanted without a token, or the data dir is incompatible.
+    """
+    from ml.index.engine import IndexSink, begin
+    from ml.index.watch import Syncer
+    from ml.sources.git_checkout import owner_repo_of
+    from ml.sources.git_history import resolve
+
+    repo = path.resolve()
+    resolve(repo)  # a clear error for a path that is not a checkout
+    if github is None:
+        github = settings.github_token is not None
+    token = settings.github_token.get_secret_value() if settings.github_token else None
+    if github and settings.github_api_url == "https://api.github.com" and not token:
+        raise UserError("Syncing GitHub issues needs TQA_GITHUB_TOKEN (or pass --no-github).")
+    store = StateStore(settings.state_db)
+    stack.callback(store.close)
+    state = store.for_corpus(resolve_corpus(path=repo).name)
+    embedder = make_embedder(settings)
+    index = stack.enter_context(WeaviateIndex.open(settings))
+    if rebuild:
+        index.drop()
+        state.clear()
+    begin(state, state.corpus, str(repo), embedder.model_name)
+    index.ensure_collection()
+    client = None
+    if github:
+        from ml.sources.github import GitHubClient
+
+        client = stack.enter_context(
+            GitHubClient(settings.github_repo, token=token, api_url=settings.github_api_url, etags=state.etags())
         )
+    owner_repo = owner_repo_of(repo, settings.github_repo)
+    return Syncer(
+        repo,
+        IndexSink(index, embedder),
+        state,
+        owner_repo,
+        client,
+        settings.staging_file,
+        index=index,
+        doc_languages=settings.doc_languages,
+    )
 
 
 def _progress_bar(console: Console | None) -> Any:
@@ -114,26 +156,19 @@ def _progress_bar(console: Console | None) -> Any:
 
 def index_status(settings: Settings) -> dict[str, Any]:
     """Corpus, version and counts of the configured index."""
-    if not settings.state_db.exists() and not settings.weaviate_url:
-        raise UserError(f"No index in {settings.data_dir}; run `tqa ingest` first.")
-    state = IngestState(settings.state_db)
+    require_index(settings)
+    store = StateStore(settings.state_db)
     try:
-        meta = {k: state.get_meta(k) for k in ("corpus", "corpus_version", "commit", "embedding_model", "ingested_at")}
+        meta = {k: store.get_meta(k) for k in ("corpus", "corpus_version", "commit", "embedding_model", "ingested_at")}
+        state = store.for_corpus(meta["corpus"] or "")
         files = len(state.files())
+        history: dict[str, Any] = {}
+        if state.get("head"):
+            history = {"head": state.get("head"), "commits": len(state.commits())}
+            if state.get("github_since"):
+                history["github_since"] = state.get("github_since")
     finally:
-        state.close()
-    history: dict[str, Any] = {}
-    if not files and meta["corpus"]:
-        from ml.index.sync import HistoryState
-
-        synced = HistoryState(settings.state_db, meta["corpus"])
-        try:
-            files = len(synced.files())
-            history = {"head": synced.get("head"), "commits": len(synced.commits())}
-            if synced.get("github_since"):
-                history["github_since"] = synced.get("github_since")
-        finally:
-            synced.close()
+        store.close()
     with WeaviateIndex.open(settings) as index:
         out = {**meta, "files": files, "chunks": index.count(), "by_kind": index.counts_by_kind()}
         return {**out, "history": history} if history else out
@@ -182,12 +217,12 @@ class QA:
         self.settings = settings
         self._owns_index = index is None
         if index is None:
-            _require_index(settings)
+            require_index(settings)
             index = WeaviateIndex.open(settings)
         self.index = index
         if not self.index.exists():
             self.close()
-            raise UserError(f"No index in {settings.data_dir}; run `tqa ingest` first.")
+            raise NoIndexError(settings.data_dir)
         self.embedder = make_embedder(settings)
         # A service embeds concurrent questions together; a CLI call has nobody to wait for.
         self._batcher = QueryBatcher(self.embedder) if batch_queries else None
@@ -227,6 +262,6 @@ class QA:
             self.index.close()
 
 
-def _require_index(settings: Settings) -> None:
+def require_index(settings: Settings) -> None:
     if not settings.weaviate_url and not settings.state_db.exists():
-        raise UserError(f"No index in {settings.data_dir}; run `tqa ingest` first.")
+        raise NoIndexError(settings.data_dir)

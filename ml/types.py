@@ -8,6 +8,10 @@ from typing import Literal
 from pydantic import BaseModel, Field
 
 ChunkKind = Literal["module", "class", "function", "method", "text", "doc", "commit", "diff", "issue", "pr"]
+# Chunks of a file of the corpus (owned by the file pass of an ingest) and chunks of the history (commits, their
+# diffs, issues and PRs). Diff and review chunks also carry file paths, so file-level cleanup filters by kind.
+FILE_KINDS: tuple[str, ...] = ("module", "class", "function", "method", "text", "doc")
+HISTORY_KINDS: tuple[str, ...] = ("commit", "diff", "pr", "issue")
 
 # Fixed namespace so a chunk's id depends only on its identity, never on the machine or the run.
 CHUNK_NAMESPACE = uuid.UUID("6f1c2a0e-3b7d-5c4e-9a1f-7d2b8e4c6a10")
@@ -50,6 +54,31 @@ class Hit(BaseModel):
     chunk: Chunk
     score: float
     dense: float = Field(default=0.0, description="Cosine similarity between the query and the chunk.")
+
+
+class SearchResult(BaseModel):
+    """One ranked chunk as `/search`, `tqa search` and their batch contract return it."""
+
+    path: str
+    start_line: int
+    end_line: int
+    symbol: str
+    kind: str
+    score: float
+    url: str
+
+    @classmethod
+    def of(cls, hit: Hit) -> SearchResult:
+        c = hit.chunk
+        return cls(
+            path=c.path,
+            start_line=c.start_line,
+            end_line=c.end_line,
+            symbol=c.symbol,
+            kind=c.kind,
+            score=round(hit.score, 4),
+            url=c.url,
+        )
 
 
 class Source(BaseModel):

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from ml.settings import Settings
+from ml.types import SearchResult
 from serving.client import find_server, post
 
 
@@ -42,15 +43,5 @@ class Backend:
         if self.url:
             payload = {"query": query, "k": k, "kind": kinds, "path_prefix": path_prefix}
             return list(post(self.url, "/search", payload)["results"])
-        return [
-            {
-                "path": h.chunk.path,
-                "start_line": h.chunk.start_line,
-                "end_line": h.chunk.end_line,
-                "symbol": h.chunk.symbol,
-                "kind": h.chunk.kind,
-                "score": round(h.score, 4),
-                "url": h.chunk.url,
-            }
-            for h in self.qa.search(query, k=k, kinds=kinds, path_prefix=path_prefix)
-        ]
+        hits = self.qa.search(query, k=k, kinds=kinds, path_prefix=path_prefix)
+        return [SearchResult.of(h).model_dump() for h in hits]

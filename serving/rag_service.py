@@ -7,10 +7,11 @@ from http import HTTPStatus
 from typing import Any
 
 import bentoml
-from pydantic import BaseModel, Field
+from pydantic import Field
 
 from ml.pipeline import MAX_K, QA, InvalidQuestion
 from ml.settings import Settings
+from ml.types import SearchResult
 
 os.environ.setdefault("BENTOML_DO_NOT_TRACK", "true")
 
@@ -21,16 +22,6 @@ class RequestTooLarge(bentoml.exceptions.BentoMLException):
 
 class BadRequest(bentoml.exceptions.BentoMLException):
     error_code = HTTPStatus.BAD_REQUEST
-
-
-class SearchResult(BaseModel):
-    path: str
-    start_line: int
-    end_line: int
-    symbol: str
-    kind: str
-    score: float
-    url: str
 
 
 ASK_LATENCY = bentoml.metrics.Histogram(
@@ -62,8 +53,12 @@ class RAGService:
     def __is_ready__(self) -> bool:
         return self.qa.index.client.is_ready()
 
+    # `k` is range-checked by the pipeline, not by pydantic here: BentoML turns a pydantic error into a 400 whose
+    # message is a validation dump, and the API promises one sentence ("k must be between 1 and 50.").
     @bentoml.api(route="/ask")
-    def ask(self, question: str = Field(default=""), k: int = Field(default=5, ge=1, le=MAX_K)) -> dict[str, Any]:
+    def ask(
+        self, question: str = Field(default=""), k: int = Field(default=5, description=f"Sources, 1 to {MAX_K}.")
+    ) -> dict[str, Any]:
         """Answer a question; the JSON carries answer, confidence, abstained, sources and timings_ms."""
         import time
 
@@ -81,7 +76,7 @@ class RAGService:
     def search(
         self,
         query: str = Field(default=""),
-        k: int = Field(default=10, ge=1, le=MAX_K),
+        k: int = Field(default=10, description=f"Results, 1 to {MAX_K}."),
         kind: list[str] | None = None,
         path_prefix: str | None = None,
     ) -> dict[str, Any]:
@@ -90,17 +85,4 @@ class RAGService:
             hits = self.qa.search(query, k=k, kinds=kind, path_prefix=path_prefix)
         except InvalidQuestion as exc:
             raise _check(exc) from exc
-        return {
-            "results": [
-                SearchResult(
-                    path=h.chunk.path,
-                    start_line=h.chunk.start_line,
-                    end_line=h.chunk.end_line,
-                    symbol=h.chunk.symbol,
-                    kind=h.chunk.kind,
-                    score=round(h.score, 4),
-                    url=h.chunk.url,
-                ).model_dump()
-                for h in hits
-            ]
-        }
+        return {"results": [SearchResult.of(h).model_dump() for h in hits]}

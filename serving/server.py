@@ -9,16 +9,16 @@ import subprocess
 import sys
 from collections.abc import Callable
 
-from ml.errors import UserError
+from ml.errors import NoIndexError
 from ml.index.weaviate_index import WeaviateIndex
-from ml.pipeline import _require_index
+from ml.pipeline import require_index
 from ml.settings import Settings
 from serving.client import server_file
 
 
 def run_server(settings: Settings, host: str, port: int, say: Callable[[str], None] = print) -> int:
     """Serve until interrupted; returns the service's exit code."""
-    _require_index(settings)
+    require_index(settings)
     # The index process outlives BentoML workers and restarts, so this process starts and stops it.
     index = WeaviateIndex.open(settings)
     record = server_file(settings)
@@ -36,7 +36,7 @@ def run_server(settings: Settings, host: str, port: int, say: Callable[[str], No
     ]
     try:
         if not index.exists():
-            raise UserError(f"No index in {settings.data_dir}; run `tqa ingest` first.")
+            raise NoIndexError(settings.data_dir)
         process = subprocess.Popen(command, env=env)
         record.write_text(json.dumps({"url": f"http://{host}:{port}", "pid": process.pid}))
         say(f"Serving on http://{host}:{port} (POST /ask, /search; /healthz, /readyz, /metrics). Ctrl-C stops.")

@@ -8,8 +8,7 @@ import time
 
 from ml.answer.base import ABSTAIN_TEXT, source_of
 from ml.retrieve import words
-from ml.retrieve_history import HISTORY_KINDS
-from ml.types import Answer, Chunk, Hit
+from ml.types import HISTORY_KINDS, Answer, Chunk, Hit
 
 STOPWORDS = frozenset(
     """a an the and or of to in on for with by from at as is are was were be been being it its this that these those

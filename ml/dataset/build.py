@@ -93,14 +93,14 @@ def build_from_index(
 ) -> BuildResult:
     """Build from every chunk in the configured index (so every pair is traceable to what is indexed)."""
     from ml.dataset import self_instruct
-    from ml.errors import UserError
-    from ml.index.state import IngestState
+    from ml.errors import NoIndexError
+    from ml.index.state import StateStore
     from ml.index.weaviate_index import WeaviateIndex
 
     config = config or BuildConfig()
     corpus: dict[str, str | int] = {}
     if settings.state_db.exists():
-        state = IngestState(settings.state_db)
+        state = StateStore(settings.state_db)
         try:
             for key in ("corpus", "corpus_version", "commit", "embedding_model"):
                 corpus[key] = state.get_meta(key) or ""
@@ -116,7 +116,7 @@ def build_from_index(
             paraphrase = self_instruct.paraphraser(settings, config.self_instruct)
     with WeaviateIndex.open(settings) as index:
         if not index.exists():
-            raise UserError(f"No index in {settings.data_dir}; run `tqa ingest` first.")
+            raise NoIndexError(settings.data_dir)
         chunks = list(index.iter_chunks())
     corpus["chunks"] = len(chunks)
     say(f"{len(chunks)} chunks read from the index")

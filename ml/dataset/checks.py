@@ -9,9 +9,9 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from ml.dataset.types import Manifest, QAPair
-from ml.dataset.validate import HISTORY_KINDS, leakage_group, normalise
+from ml.dataset.validate import leakage_group, normalise
 from ml.errors import UserError
-from ml.types import Chunk
+from ml.types import HISTORY_KINDS, Chunk
 
 SPLIT_FILES = {"train": "train.jsonl", "eval": "eval.jsonl"}
 

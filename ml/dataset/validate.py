@@ -8,10 +8,10 @@ from collections import Counter
 from collections.abc import Iterable
 
 from ml.dataset.types import QAPair
+from ml.types import HISTORY_KINDS
 
 _BACKTICK = re.compile(r"`([^`]+)`")
 _TOKEN = re.compile(r"[A-Za-z0-9_]+")
-HISTORY_KINDS = {"commit", "diff", "issue", "pr"}
 
 
 def normalise(text: str) -> str:

@@ -18,7 +18,7 @@ from ml.eval.retrieval import (
 from ml.pipeline import QA
 from ml.retrieve import RetrievalConfig, Retriever
 from ml.settings import Settings
-from ml.sources.corpus import Corpus, resolve_corpus
+from ml.sources.corpus import Corpus
 from ml.types import Hit
 
 
@@ -47,15 +47,9 @@ def run_retrieval_eval(
     configs: dict[str, RetrievalConfig] | None = None,
 ) -> dict[str, Any]:
     """Evaluate on the dev set (or `queries_file`) and optionally an automatic docstring-derived set."""
-    from ml.index.state import IngestState
+    from ml.eval.suite import index_corpus
 
-    state = IngestState(settings.state_db)
-    try:
-        root = state.get_meta("root")
-        corpus_name = state.get_meta("corpus")
-    finally:
-        state.close()
-    corpus = resolve_corpus(path=Path(root)) if root and corpus_name != "transformers" else resolve_corpus()
+    corpus = index_corpus(settings)
     sets: dict[str, list[Query]] = {"dev": load_queries(queries_file) if queries_file else dev_queries()}
     if docstrings:
         sets["docstring"] = docstring_queries(corpus, n=docstrings)

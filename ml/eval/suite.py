@@ -54,16 +54,18 @@ class Outcome:
 
 def index_corpus(settings: Settings) -> Corpus:
     """The corpus the index was built from (the installed package unless a checkout was ingested)."""
-    from ml.index.state import IngestState
+    from ml.index.state import StateStore
 
     if not settings.state_db.exists():
         return resolve_corpus()
-    state = IngestState(settings.state_db)
+    state = StateStore(settings.state_db)
     try:
         root, name = state.get_meta("root"), state.get_meta("corpus")
     finally:
         state.close()
-    return resolve_corpus(path=Path(root)) if root and name != "transformers" else resolve_corpus()
+    if root and name != "transformers":
+        return resolve_corpus(path=Path(root), doc_languages=settings.doc_languages)
+    return resolve_corpus()
 
 
 def dev_items(corpus: Corpus) -> list[Item]:

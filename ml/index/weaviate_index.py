@@ -13,7 +13,7 @@ import numpy as np
 from ml.errors import UserError
 from ml.index.tokens import expand_identifiers, search_text
 from ml.settings import Settings
-from ml.types import Chunk, Hit
+from ml.types import FILE_KINDS, Chunk, Hit
 
 if TYPE_CHECKING:
     import weaviate
@@ -37,9 +37,6 @@ CHUNK_FIELDS = [
     "history",
 ]
 RETURN_PROPERTIES = ["text", *CHUNK_FIELDS, "_node_content", "_node_type", "document_id", "doc_id", "ref_doc_id"]
-# Kinds whose chunks belong to a file of the corpus; history chunks (diffs, review threads) also carry file paths
-# but are owned by the history sync, so file-level cleanup must never touch them.
-FILE_KINDS = ["module", "class", "function", "method", "text", "doc"]
 # BM25 runs over the raw text, our identifier-split field and the symbol (boosted).
 QUERY_PROPERTIES = ["text", "search_text", "symbol^2"]
 
@@ -259,7 +256,7 @@ class WeaviateIndex:
             group = paths[start : start + 200]
             response = self.collection.query.fetch_objects(
                 filters=Filter.by_property("path").contains_any(group)
-                & Filter.by_property("kind").contains_any(FILE_KINDS),
+                & Filter.by_property("kind").contains_any(list(FILE_KINDS)),
                 limit=100_000,
                 return_properties=["path"],
             )

@@ -1,1 +1,1 @@
-"""Language-model generation: loading causal LMs, the batching engine behind the Qwen runner, tiny test models."""
+"""Language-model generation: loading causal LMs and the batching engine behind the Qwen runner."""

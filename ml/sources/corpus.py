@@ -15,14 +15,12 @@ from pathlib import Path
 from ml.errors import UserError
 from ml.sources.docs import chunk_markdown
 from ml.sources.python_code import Piece, chunk_python, module_name, text_windows
+from ml.sources.selection import DEFAULT_DOC_LANGUAGES, DOC_SUFFIXES, PYTHON_SUFFIXES, is_indexed, skip_dir
 from ml.types import Chunk, chunk_id
 
 DEFAULT_REPO_URL = "https://github.com/huggingface/transformers"
 # Bump when chunking changes what a file's chunks contain: ingest then re-chunks every file, not only changed ones.
 CHUNKER_VERSION = "2"
-PYTHON_SUFFIXES = {".py"}
-DOC_SUFFIXES = {".md", ".mdx"}
-SKIP_DIRS = {"__pycache__", "node_modules", "build", "dist", ".venv", "venv", ".tox", ".eggs", "site-packages"}
 
 
 @dataclass(frozen=True)
@@ -37,7 +35,7 @@ class Corpus:
     ref: str = ""
     repo_url: str = DEFAULT_REPO_URL
     repo_prefix: str = ""
-    doc_languages: tuple[str, ...] = ("en",)
+    doc_languages: tuple[str, ...] = DEFAULT_DOC_LANGUAGES
 
     def rel(self, path: Path) -> str:
         """Path as stored and cited: relative to `base`, with forward slashes."""
@@ -51,22 +49,35 @@ class Corpus:
         return f"{self.repo_url}/blob/{self.ref}/{self.repo_prefix}{rel_path}{anchor}"
 
     def iter_files(self) -> Iterator[Path]:
-        """Python and Markdown files under the root, in a stable order."""
+        """The indexed files under the root (see `ml.sources.selection`), in a stable order."""
         for dirpath, dirnames, filenames in os.walk(self.root):
-            rel_dir = Path(dirpath).relative_to(self.root)
-            dirnames[:] = sorted(d for d in dirnames if not d.startswith(".") and d not in SKIP_DIRS)
-            if self._is_foreign_docs(rel_dir):
-                dirnames[:] = []
-                continue
+            rel_dir = Path(dirpath).relative_to(self.root).as_posix()
+            dirnames[:] = sorted(d for d in dirnames if not skip_dir(f"{rel_dir}/{d}", self.doc_languages))
             for name in sorted(filenames):
-                suffix = Path(name).suffix
-                if suffix in PYTHON_SUFFIXES or suffix in DOC_SUFFIXES:
+                if is_indexed(f"{rel_dir}/{name}", self.doc_languages):
                     yield Path(dirpath) / name
 
-    def _is_foreign_docs(self, rel_dir: Path) -> bool:
-        """Transformers keeps translated docs in docs/source/<lang>; only the configured languages are indexed."""
-        parts = rel_dir.parts
-        return len(parts) >= 3 and parts[0] == "docs" and parts[1] == "source" and parts[2] not in self.doc_languages
+    # The corpus as a file source of the ingest engine (`ml.index.engine.FileSource`).
+    def versions(self) -> tuple[dict[str, str], list[str]]:
+        """Content hash of every indexed file by its cited path, and the paths that could not be read."""
+        versions: dict[str, str] = {}
+        unreadable: list[str] = []
+        for path in self.iter_files():
+            rel = self.rel(path)
+            try:
+                versions[rel] = hashlib.sha256(path.read_bytes()).hexdigest()
+            except OSError:
+                unreadable.append(rel)
+        return versions, unreadable
+
+    def chunks(self, paths: list[str]) -> Iterator[FileChunks]:
+        """The chunks of these files, in order; a file that vanished since `versions` has no chunks."""
+        for rel in paths:
+            try:
+                data = (self.base / rel).read_bytes()
+            except OSError:
+                data = b""
+            yield chunk_file(self, rel, data)
 
 
 @dataclass
@@ -74,20 +85,22 @@ class FileChunks:
     """The chunks of one file and what happened while reading it."""
 
     path: str
-    sha256: str
+    version: str  # content hash for a tree, blob SHA for a git commit: what the state store records
     chunks: list[Chunk] = field(default_factory=list)
     non_utf8: bool = False
     unparsable: bool = False
 
 
-def resolve_corpus(package: str | None = None, path: Path | None = None) -> Corpus:
+def resolve_corpus(
+    package: str | None = None, path: Path | None = None, doc_languages: tuple[str, ...] = DEFAULT_DOC_LANGUAGES
+) -> Corpus:
     """The installed package (default `transformers`) or a directory; a git checkout pins URLs to its HEAD commit.
 
     Raises:
         UserError: the package is not installed or the path is not a directory.
     """
     if path is not None:
-        return _checkout_corpus(Path(path))
+        return _checkout_corpus(Path(path), doc_languages)
     name = package or "transformers"
     spec = importlib.util.find_spec(name)
     if spec is None or not spec.submodule_search_locations:
@@ -101,7 +114,7 @@ def resolve_corpus(package: str | None = None, path: Path | None = None) -> Corp
     return Corpus(name=name, root=root, base=root.parent, version=version, ref=ref, repo_prefix="src/")
 
 
-def _checkout_corpus(path: Path) -> Corpus:
+def _checkout_corpus(path: Path, doc_languages: tuple[str, ...]) -> Corpus:
     if not path.exists():
         raise UserError(f"--path {path} does not exist; pass the directory of a repository checkout.")
     if not path.is_dir():
@@ -117,6 +130,7 @@ def _checkout_corpus(path: Path) -> Corpus:
         commit=commit,
         ref=commit if repo_url else "",
         repo_url=repo_url or DEFAULT_REPO_URL,
+        doc_languages=doc_languages,
     )
 
 
@@ -152,7 +166,7 @@ def decode(data: bytes) -> tuple[str, bool]:
 def chunk_file(corpus: Corpus, rel_path: str, data: bytes) -> FileChunks:
     """All chunks of one file, with deterministic ids and pinned URLs."""
     text, non_utf8 = decode(data)
-    result = FileChunks(path=rel_path, sha256=hashlib.sha256(data).hexdigest(), non_utf8=non_utf8)
+    result = FileChunks(path=rel_path, version=hashlib.sha256(data).hexdigest(), non_utf8=non_utf8)
     suffix = Path(rel_path).suffix
     if suffix in PYTHON_SUFFIXES:
         module = module_name(rel_path)

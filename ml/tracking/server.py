@@ -5,8 +5,9 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
+
+from ml.net import wait_until_ready
 
 # MLflow 3 sends usage telemetry unless one of these is set (mlflow/telemetry/utils.py); nothing may leave the host.
 NO_TELEMETRY = {"MLFLOW_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "true"}
@@ -62,7 +63,7 @@ class MlflowServer:
             start_new_session=True,
         )
         log.close()
-        wait_healthy(self.uri, timeout_s, self.process, self.directory / "server.log")
+        wait_until_ready(f"{self.uri}/health", timeout_s, self.process, self.directory / "server.log")
         return self
 
     def stop(self) -> None:
@@ -80,22 +81,3 @@ class MlflowServer:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
-
-
-def wait_healthy(
-    uri: str, timeout_s: float, process: subprocess.Popen[bytes] | None = None, log: Path | None = None
-) -> None:
-    import httpx
-
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if process is not None and process.poll() is not None:
-            tail = log.read_text()[-2000:] if log and log.exists() else ""
-            raise RuntimeError(f"The MLflow server exited with code {process.returncode}:\n{tail}")
-        try:
-            if httpx.get(f"{uri}/health", timeout=2.0).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.5)
-    raise RuntimeError(f"The MLflow server at {uri} did not become healthy within {timeout_s:.0f} s.")

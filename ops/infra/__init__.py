@@ -1,1 +1,1 @@
-"""`tqa infra`: Chameleon leases (python-chi), Terraform/OpenTofu runs and Ansible configuration."""
+"""Chameleon leases (python-chi), Terraform/OpenTofu runs and Ansible configuration behind `tqa infra`."""

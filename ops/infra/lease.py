@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -86,6 +87,23 @@ def configure_from_clouds_yaml(cloud: str, clouds_file: Path | None = None) -> N
     chi.set("interface", region.config.get("interface", "public"))
 
 
+BAD_CREDENTIALS = (
+    "Chameleon refused the credentials in clouds.yaml (wrong, expired or deleted): create a new application "
+    "credential on the Chameleon dashboard and put its id and secret in clouds.yaml."
+)
+
+
+@contextmanager
+def _authenticated() -> Iterator[None]:
+    """Keystone's 401 for bad credentials becomes one sentence instead of a keystoneauth traceback."""
+    from keystoneauth1.exceptions import Unauthorized
+
+    try:
+        yield
+    except Unauthorized as exc:
+        raise UserError(BAD_CREDENTIALS) from exc
+
+
 def _blazar_error(exc: Exception) -> str:
     return str(exc.args[0] if exc.args else exc).strip()
 
@@ -118,7 +136,10 @@ def create_lease(request: LeaseRequest) -> LeaseInfo:
     if request.floating_ips:
         chi_lease.add_fip_reservation(reservations, count=request.floating_ips)
     try:
-        created = blazar().lease.create(name=request.name, start=start, end=end, reservations=reservations, events=[])
+        with _authenticated():
+            created = blazar().lease.create(
+                name=request.name, start=start, end=end, reservations=reservations, events=[]
+            )
     except BlazarClientException as exc:
         raise UserError(f"Blazar refused lease {request.name!r}: {_blazar_error(exc)}") from exc
     return _info(created)
@@ -137,7 +158,8 @@ def wait_until_active(
     deadline = time.monotonic() + timeout_s
     last = None
     while True:
-        info = _info(client.lease.get(lease_id))
+        with _authenticated():
+            info = _info(client.lease.get(lease_id))
         if info.status != last:
             say(f"lease {info.name}: {info.status}")
             last = info.status
@@ -163,8 +185,9 @@ def release_lease(lease_ref: str) -> None:
     from chi.exception import CHIValueError
 
     try:
-        lease = chi_lease.get_lease(lease_ref)
-        lease.delete()
+        with _authenticated():
+            lease = chi_lease.get_lease(lease_ref)
+            lease.delete()
     except CHIValueError as exc:
         raise UserError(f"No lease {lease_ref!r} found: `tqa infra release` needs a lease id or name.") from exc
     except BlazarClientException as exc:

@@ -10,11 +10,12 @@ import pytest
 
 from ml.index.embed import Embedder
 from ml.index.ingest import IngestReport, ingest
-from ml.index.state import IngestState
+from ml.index.state import StateStore
 from ml.index.weaviate_index import WeaviateIndex
 from ml.settings import Settings
 from ml.sources.corpus import Corpus
-from tests.helpers import free_port, make_mini_corpus
+from tests.support.corpus import make_mini_corpus
+from tests.support.ports import free_port
 
 
 def make_settings(data_dir: Path, **overrides: object) -> Settings:
@@ -49,7 +50,7 @@ def indexed(tmp_path_factory: pytest.TempPathFactory, embedder: Embedder) -> Ite
     corpus = make_mini_corpus(base)
     settings = make_settings(tmp_path_factory.mktemp("data"))
     index = WeaviateIndex.open(settings)
-    state = IngestState(settings.state_db)
+    state = StateStore(settings.state_db)
     try:
         report = ingest(corpus, index, state, embedder)
         yield Indexed(settings, corpus, index, embedder, report)

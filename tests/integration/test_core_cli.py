@@ -16,8 +16,9 @@ import pytest
 from ml.index.weaviate_index import WeaviateIndex, pid_alive
 from ml.settings import Settings
 from ml.sources.corpus import chunk_file, resolve_corpus
-from tests.helpers import free_port, make_mini_corpus
 from tests.integration.conftest import Indexed
+from tests.support.corpus import make_mini_corpus
+from tests.support.ports import free_port
 
 pytestmark = pytest.mark.integration
 
@@ -64,7 +65,7 @@ def test_kill_9_during_ingest_then_rerun_leaves_a_complete_index_without_duplica
         if state_db.exists():
             with sqlite3.connect(state_db) as db:
                 try:
-                    if db.execute("SELECT count(*) FROM files").fetchone()[0] > 0:
+                    if db.execute("SELECT count(*) FROM indexed_files").fetchone()[0] > 0:
                         break
                 except sqlite3.OperationalError:
                     pass
@@ -122,3 +123,16 @@ def test_batch_search_and_ask_contracts(indexed: Indexed, tmp_path: Path) -> Non
     assert set(answers[0]) == {"id", "answer", "abstained", "confidence", "sources"}
     assert not answers[0]["abstained"] and "[1]" in answers[0]["answer"]
     assert answers[1]["abstained"] and answers[1]["sources"] == []
+
+
+def test_status_writes_its_json_to_stdout_so_it_can_be_piped(indexed: Indexed) -> None:
+    env = tqa_env(indexed.settings.data_dir)
+    env["TQA_WEAVIATE_PORT"] = str(indexed.settings.weaviate_port)
+    env["TQA_WEAVIATE_GRPC_PORT"] = str(indexed.settings.weaviate_grpc_port)
+    shown = run_tqa("status", env=env)
+    assert shown.returncode == 0, shown.stderr
+    status = json.loads(shown.stdout)  # what `tqa status | jq` reads
+    assert status["corpus"] == indexed.corpus.name
+    assert status["files"] == indexed.report.files_seen
+    assert status["chunks"] == indexed.index.count() == sum(status["by_kind"].values())
+    assert "{" not in shown.stderr

@@ -8,12 +8,12 @@ from pathlib import Path
 import pytest
 
 from ml.index.ingest import ingest
-from ml.index.state import IngestState
+from ml.index.state import StateStore
 from ml.index.weaviate_index import WeaviateIndex
 from ml.retrieve import Retriever
 from ml.sources.corpus import chunk_file
-from tests.helpers import make_mini_corpus
 from tests.integration.conftest import Indexed, make_settings
+from tests.support.corpus import make_mini_corpus
 
 pytestmark = pytest.mark.integration
 
@@ -51,7 +51,7 @@ def test_reingest_updates_changed_files_and_deletes_removed_ones(tmp_path: Path,
     corpus = make_mini_corpus(tmp_path / "corpus", ["utils/doc.py", "utils/deprecation.py", "trainer_utils.py"])
     settings = make_settings(tmp_path / "data")
     with WeaviateIndex.open(settings) as index:
-        state = IngestState(settings.state_db)
+        state = StateStore(settings.state_db)
         first = ingest(corpus, index, state, indexed.embedder)
         again = ingest(corpus, index, state, indexed.embedder)
         assert again.files_changed == 0 and again.chunks_written == 0
@@ -83,7 +83,7 @@ def test_damaged_files_are_indexed_and_counted(tmp_path: Path, indexed: Indexed)
     shutil.copy2(corpus.root / "utils" / "doc.py", corpus.root / "copy_of_doc.py")
     settings = make_settings(tmp_path / "data")
     with WeaviateIndex.open(settings) as index:
-        state = IngestState(settings.state_db)
+        state = StateStore(settings.state_db)
         report = ingest(corpus, index, state, indexed.embedder)
         state.close()
         assert report.unparsable == ["transformers/broken.py"]

@@ -6,7 +6,7 @@ import pytest
 
 from ml.errors import UserError
 from ml.sources.github import GitHubClient, GitHubError
-from tests.github_server import FakeGitHub, Reply, issue
+from tests.support.github_server import FakeGitHub, Reply, issue
 
 pytestmark = pytest.mark.integration
 

@@ -6,9 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from ml.index.sync import HistoryState, sync_github
+from ml.index.github_sync import sync_github
+from ml.index.state import StateStore
 from ml.sources.github import GitHubClient, GitHubError
-from tests.github_server import FakeGitHub, Reply, comment, issue
+from tests.support.github_server import FakeGitHub, Reply, comment, issue
 from tests.unit.test_history_sync import DictSink
 
 pytestmark = pytest.mark.integration
@@ -82,7 +83,7 @@ def serve_items(gh: FakeGitHub, second_page: Reply) -> None:
 def test_threads_become_linked_chunks_and_the_cursor_advances(tmp_path: Path) -> None:
     with FakeGitHub() as gh:
         serve_items(gh, Reply(body=[issue(12, "2024-01-07T00:00:00Z", "NaN in fp16", "", comments=0)]))
-        state = HistoryState(tmp_path / "state.sqlite", "minitf")
+        state = StateStore(tmp_path / "state.sqlite", "minitf")
         sink = DictSink()
         with GitHubClient("example/minitf", api_url=gh.url, etags=state.etags()) as client:
             report = sync_github(client, sink, state, "example/minitf")
@@ -101,7 +102,7 @@ def test_threads_become_linked_chunks_and_the_cursor_advances(tmp_path: Path) ->
 
 
 def test_a_malformed_page_leaves_the_cursor_at_the_last_written_page(tmp_path: Path) -> None:
-    state = HistoryState(tmp_path / "state.sqlite", "minitf")
+    state = StateStore(tmp_path / "state.sqlite", "minitf")
     sink = DictSink()
     with FakeGitHub() as gh:
         serve_items(gh, Reply(raw=b"<html>502 Bad Gateway</html>"))

@@ -9,13 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from ml.index.sync import tree
 from ml.index.weaviate_index import WeaviateIndex
 from ml.settings import Settings
-from tests import history_repo
+from ml.sources.git_checkout import tree
 from tests.integration.conftest import make_settings
 from tests.integration.test_core_cli import run_tqa, tqa_env
 from tests.integration.test_history_sync_weaviate import read_back
+from tests.support import history_repo
 
 pytestmark = pytest.mark.integration
 
@@ -48,7 +48,7 @@ def env_for(server: tuple[WeaviateIndex, Settings], data_dir: Path, collection: 
 def status(env: dict[str, str]) -> dict:
     result = run_tqa("status", env=env)
     assert result.returncode == 0, result.stderr
-    return json.loads(result.stderr[result.stderr.index("{\n") :])
+    return json.loads(result.stdout)
 
 
 def test_ingest_of_a_git_checkout_builds_the_same_index_as_sync(

@@ -11,12 +11,14 @@ import numpy as np
 import pytest
 
 from ml.index.embed import Embedder
-from ml.index.sync import HistoryState, IndexSink, sync_git
-from ml.index.weaviate_index import FILE_KINDS, WeaviateIndex
+from ml.index.engine import IndexSink
+from ml.index.git_sync import sync_git
+from ml.index.state import StateStore
+from ml.index.weaviate_index import WeaviateIndex
 from ml.sources.git_history import commit_url
-from ml.types import Chunk
-from tests import history_repo
+from ml.types import FILE_KINDS, Chunk
 from tests.integration.conftest import make_settings
+from tests.support import history_repo
 
 pytestmark = pytest.mark.integration
 
@@ -44,12 +46,12 @@ class CrashingSink(IndexSink):
         super().__init__(index, embedder)
         self.crash_at, self.writes = crash_at, 0
 
-    def write(self, chunks: list[Chunk]) -> None:
+    def write(self, chunks: list[Chunk], vectors: Any) -> None:
         self.writes += 1
         if self.writes == self.crash_at:
-            super().write(chunks[: len(chunks) // 2])
+            super().write(chunks[: len(chunks) // 2], vectors[: len(chunks) // 2])
             raise ConnectionError("killed mid-write")
-        super().write(chunks)
+        super().write(chunks, vectors)
 
 
 def read_back(index: WeaviateIndex) -> dict[str, tuple[Any, ...]]:
@@ -117,13 +119,14 @@ def test_step_by_step_sync_into_weaviate_equals_a_fresh_sync_of_each_commit(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    import ml.index.sync
+    import ml.index.engine
+    import ml.index.git_sync
 
     repo, heads = built
     main, scratch = indexes
     cached = CachedEmbedder(embedder)
     main.ensure_collection()
-    state = HistoryState(tmp_path / "state.sqlite", "minitf")
+    state = StateStore(tmp_path / "state.sqlite", "minitf")
     crash_head = heads[11]  # the merge of the feature branch: three commits, a modified README and modeling.py
     torn: dict[str, tuple[Any, ...]] = {}
     steps = list(dict.fromkeys(heads))
@@ -132,8 +135,8 @@ def test_step_by_step_sync_into_weaviate_equals_a_fresh_sync_of_each_commit(
             # Small batches give the sync several writes: write 1 re-chunks the two changed files; write 2, the
             # first of two commit batches, is torn.
             with monkeypatch.context() as m, pytest.raises(ConnectionError):
-                m.setattr(ml.index.sync, "BATCH_FILES", 2)
-                m.setattr(ml.index.sync, "BATCH_COMMITS", 2)
+                m.setattr(ml.index.engine, "BATCH_FILES", 2)
+                m.setattr(ml.index.git_sync, "BATCH_COMMITS", 2)
                 sync_git(repo, CrashingSink(main, cached, crash_at=2), state, OWNER, head)
             assert state.get("head") == steps[n - 1]  # the recorded head did not move
             torn = read_back(main)
@@ -142,7 +145,7 @@ def test_step_by_step_sync_into_weaviate_equals_a_fresh_sync_of_each_commit(
 
         scratch.drop()
         scratch.ensure_collection()
-        fresh_state = HistoryState(tmp_path / f"scratch-{n}.sqlite", "minitf")
+        fresh_state = StateStore(tmp_path / f"scratch-{n}.sqlite", "minitf")
         sync_git(repo, IndexSink(scratch, cached), fresh_state, OWNER, head)
         fresh_state.close()
 

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -10,7 +13,7 @@ import pytest
 
 from ml.errors import UserError
 from ops.infra import lease as leases
-from tests.integration.infra_openstack_standin import APP_CRED_ID, APP_CRED_SECRET, Behaviour, StandIn
+from tests.support.openstack_standin import APP_CRED_ID, APP_CRED_SECRET, Behaviour, StandIn
 
 pytestmark = pytest.mark.integration
 
@@ -87,14 +90,26 @@ def test_blazar_refusal_is_one_sentence_with_its_reason(tmp_path: Path, standin:
     assert standin.state.leases == {}
 
 
-def test_wrong_credentials_fail_before_any_lease(tmp_path: Path, standin: StandIn) -> None:
-    from keystoneauth1.exceptions import Unauthorized
+def test_wrong_credentials_are_one_sentence_before_any_lease(tmp_path: Path, standin: StandIn) -> None:
+    clouds = _clouds_yaml(tmp_path, standin, secret="wrong")
+    leases.configure_from_clouds_yaml("chi-test", clouds)
 
-    leases.configure_from_clouds_yaml("chi-test", _clouds_yaml(tmp_path, standin, secret="wrong"))
-
-    with pytest.raises(Unauthorized):
+    with pytest.raises(UserError) as refused:
         leases.create_lease(leases.LeaseRequest(name="tqa-staging-gpu"))
-    assert not any(path.endswith("/leases") for _, path, _ in standin.state.requests)
+    assert str(refused.value) == leases.BAD_CREDENTIALS
+    with pytest.raises(UserError, match="refused the credentials"):
+        leases.wait_until_active("any-lease", timeout_s=1, poll_s=0.01)
+    with pytest.raises(UserError, match="refused the credentials"):
+        leases.release_lease("any-lease")
+    assert not any(path.endswith("/leases") or "/leases/" in path for _, path, _ in standin.state.requests)
+
+    # What the user sees from `tqa infra lease`: the sentence, exit code 2, no traceback.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TQA_")}
+    cli = [sys.executable, "-m", "ops.cli", "infra", "lease", "--cloud", "chi-test", "--clouds-file", str(clouds)]
+    done = subprocess.run(cli, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert leases.BAD_CREDENTIALS in " ".join(done.stderr.split())
+    assert "Traceback" not in done.stderr and "Unauthorized" not in done.stderr
 
 
 def test_release_deletes_by_id_and_by_name(tmp_path: Path, standin: StandIn) -> None:

@@ -16,7 +16,7 @@ from ml.pipeline import QA
 from ml.tracking.log import log_eval
 from ml.tracking.registry import PRODUCTION, STAGING, register_candidate, set_alias
 from ml.tracking.server import MlflowServer
-from tests.helpers import free_port
+from tests.support.ports import free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

@@ -5,76 +5,23 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import signal
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
-from ml.llm.tiny import build_tiny_model
+from tests.support.prometheus import sample, scrape
+from tests.support.qwen_runner import start_runner, stop_runner
+from tests.support.tiny_qwen import build_tiny_model
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 ROOT = Path(__file__).resolve().parents[2]
 MAX_BATCH, MAX_QUEUE, MAX_TOKENS, MAX_INPUT = 8, 2, 4096, 512
 MESSAGES = [{"role": "user", "content": "Why is use_cache turned off under gradient checkpointing?"}]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def start_runner(model_dir: Path, home: Path, **env: str) -> tuple[subprocess.Popen, str]:
-    """`bentoml serve` the runner on a free 127.0.0.1 port; returns once /readyz answers 200."""
-    port = free_port()
-    full_env = {
-        **os.environ,
-        "BENTOML_DO_NOT_TRACK": "true",
-        "BENTOML_HOME": str(home),
-        "TQA_RUNNER_MODEL": str(model_dir),
-        "TQA_RUNNER_TORCH_THREADS": "1",
-        **env,
-    }
-    log = (home / f"runner-{port}.log").open("w")
-    cmd = [sys.executable, "-m", "bentoml", "serve", "serving.qwen_runner:QwenRunner"]
-    proc = subprocess.Popen(
-        [*cmd, "--host", "127.0.0.1", "--port", str(port)],
-        cwd=ROOT,
-        env=full_env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"runner exited: {(home / f'runner-{port}.log').read_text()[-2000:]}")
-        try:
-            if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
-                return proc, url
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.25)
-    stop_runner(proc)
-    raise RuntimeError("runner did not become ready in 120 s")
-
-
-def stop_runner(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
 
 
 @pytest.fixture(scope="module")
@@ -87,12 +34,15 @@ def runner(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterat
     proc, url = start_runner(
         tiny_model,
         tmp_path_factory.mktemp("bentoml-home"),
-        TQA_RUNNER_SERVED_MODEL_NAME="tiny-qwen",
-        TQA_RUNNER_MAX_BATCH_SIZE=str(MAX_BATCH),
-        TQA_RUNNER_MAX_QUEUE=str(MAX_QUEUE),
-        TQA_RUNNER_MAX_TOKENS_LIMIT=str(MAX_TOKENS),
-        TQA_RUNNER_MAX_INPUT_TOKENS=str(MAX_INPUT),
-        TQA_RUNNER_BATCH_WAIT_MS="50",
+        {
+            "TQA_RUNNER_TORCH_THREADS": "1",
+            "TQA_RUNNER_SERVED_MODEL_NAME": "tiny-qwen",
+            "TQA_RUNNER_MAX_BATCH_SIZE": str(MAX_BATCH),
+            "TQA_RUNNER_MAX_QUEUE": str(MAX_QUEUE),
+            "TQA_RUNNER_MAX_TOKENS_LIMIT": str(MAX_TOKENS),
+            "TQA_RUNNER_MAX_INPUT_TOKENS": str(MAX_INPUT),
+            "TQA_RUNNER_BATCH_WAIT_MS": "50",
+        },
     )
     yield url
     stop_runner(proc)
@@ -177,13 +127,30 @@ def test_malformed_request_is_a_400_with_an_error_object(runner: str) -> None:
     assert resp.status_code == 400 and "messages" in resp.json()["error"]["message"]
 
 
-def test_metrics_report_ttft_and_tokens(runner: str) -> None:
-    text = httpx.get(f"{runner}/metrics").text
-    assert "tqa_runner_time_to_first_token_seconds_count" in text
-    assert "tqa_runner_decode_tokens_per_second_bucket" in text
-    output = [line for line in text.splitlines() if line.startswith("tqa_runner_output_tokens_total")]
-    assert output and float(output[0].split()[-1]) >= 16
-    assert 'tqa_runner_rejected_requests_total{reason="max_tokens"}' in text
+def test_metrics_count_exactly_the_requests_sent(runner: str) -> None:
+    before = scrape(runner)
+    body = {"messages": MESSAGES, "max_tokens": 5, "ignore_eos": True}
+    usages = []
+    for _ in range(2):
+        resp = httpx.post(f"{runner}/v1/chat/completions", json=body, timeout=60)
+        assert resp.status_code == 200
+        usages.append(resp.json()["usage"])
+    refused = httpx.post(f"{runner}/v1/chat/completions", json={**body, "max_tokens": MAX_TOKENS + 1})
+    assert refused.status_code == 400
+    after = scrape(runner)
+
+    def moved(name: str, **labels: str) -> float:
+        return sample(after, name, **labels) - sample(before, name, **labels)
+
+    assert [u["completion_tokens"] for u in usages] == [5, 5]
+    assert moved("tqa_runner_output_tokens_total") == 10
+    assert moved("tqa_runner_prompt_tokens_total") == sum(u["prompt_tokens"] for u in usages)
+    # One observation per answered request; the refused one was never generated.
+    assert moved("tqa_runner_time_to_first_token_seconds_count") == 2
+    assert moved("tqa_runner_decode_tokens_per_second_count") == 2
+    assert moved("tqa_runner_request_seconds_count") == 2
+    assert moved("tqa_runner_rejected_requests_total", reason="max_tokens") == 1
+    assert moved("tqa_runner_rejected_requests_total", reason="input_length") == 0
 
 
 def test_requests_beyond_the_queue_get_503_with_retry_after(runner: str) -> None:
@@ -202,11 +169,12 @@ def test_requests_beyond_the_queue_get_503_with_retry_after(runner: str) -> None
                 await ctx.__aexit__(None, None, None)
             return extra.status_code, dict(extra.headers)
 
+    before = scrape(runner)
     status, headers = asyncio.run(run())
     assert status == 503
     assert int(headers["retry-after"]) >= 1
-    text = httpx.get(f"{runner}/metrics").text
-    assert 'tqa_runner_rejected_requests_total{reason="queue_full"} 1.0' in text
+    full = sample(scrape(runner), "tqa_runner_rejected_requests_total", reason="queue_full")
+    assert full - sample(before, "tqa_runner_rejected_requests_total", reason="queue_full") == 1
 
 
 def test_runner_bento_builds_offline_without_cuda_wheels(tmp_path: Path) -> None:

@@ -16,7 +16,7 @@ from ml.sources.git_history import (
     parse_pr,
     resolve,
 )
-from tests import history_repo
+from tests.support import history_repo
 
 
 @pytest.fixture(scope="module")

@@ -8,9 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from ml.index.sync import HistoryState, append_staging, sync_git
-from ml.types import Chunk
-from tests import history_repo
+from ml.index.git_sync import sync_git
+from ml.index.staging import append_staging
+from ml.index.state import StateStore
+from ml.types import FILE_KINDS, Chunk
+from tests.support import history_repo
 
 
 class DictSink:
@@ -21,29 +23,27 @@ class DictSink:
         self.fail_after = fail_after
         self.writes = 0
 
-    def write(self, chunks: list[Chunk]) -> None:
+    def embed(self, chunks: list[Chunk]) -> None:
+        return None
+
+    def write(self, chunks: list[Chunk], vectors: None) -> None:
         if self.fail_after is not None and self.writes >= self.fail_after:
             raise ConnectionError("index went away")
         self.writes += 1
         for c in chunks:
             self.chunks[c.id] = c
 
-    def delete(self, ids: Iterable[str]) -> None:
-        for i in ids:
-            self.chunks.pop(i, None)
+    def delete(self, ids: Iterable[str]) -> int:
+        return sum(self.chunks.pop(i, None) is not None for i in ids)
 
-    def stored_ids(self, paths: list[str], kinds: tuple[str, ...] | None, exclude: tuple[str, ...] = ()) -> set[str]:
+    def file_ids(self, paths: list[str]) -> set[str]:
         wanted = set(paths)
-        return {
-            i
-            for i, c in self.chunks.items()
-            if c.path in wanted and (kinds is None or c.kind in kinds) and c.kind not in exclude
-        }
+        return {i for i, c in self.chunks.items() if c.path in wanted and c.kind in FILE_KINDS}
 
 
 def scratch(repo: Path, rev: str, tmp: Path) -> dict[str, Chunk]:
     sink = DictSink()
-    state = HistoryState(tmp / f"scratch-{rev}.sqlite", "minitf")
+    state = StateStore(tmp / f"scratch-{rev}.sqlite", "minitf")
     sync_git(repo, sink, state, history_repo.OWNER_REPO, rev)
     state.close()
     return sink.chunks
@@ -66,7 +66,7 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[str]]:
 def test_step_by_step_sync_equals_from_scratch(built: tuple[Path, list[str]], tmp_path: Path) -> None:
     repo, heads = built
     sink = DictSink()
-    state = HistoryState(tmp_path / "state.sqlite", "minitf")
+    state = StateStore(tmp_path / "state.sqlite", "minitf")
     seen = []
     for head in dict.fromkeys(heads):  # branch-only steps leave main where it was
         report = sync_git(repo, sink, state, history_repo.OWNER_REPO, head)
@@ -105,7 +105,7 @@ def test_force_push_falls_back_to_a_tree_diff(built: tuple[Path, list[str]], tmp
     subprocess.run(["git", "clone", "-q", str(repo), str(fork)], check=True)
     git = ["git", "-C", str(fork), "-c", "user.name=X", "-c", "user.email=x@example.com"]
     sink = DictSink()
-    state = HistoryState(tmp_path / "state.sqlite", "minitf")
+    state = StateStore(tmp_path / "state.sqlite", "minitf")
     sync_git(fork, sink, state, history_repo.OWNER_REPO, "HEAD")
     # Rewrite the last two commits: amend the tip's parent with a different change and drop the tip.
     subprocess.run([*git, "reset", "-q", "--hard", "HEAD~2"], check=True)
@@ -120,14 +120,15 @@ def test_force_push_falls_back_to_a_tree_diff(built: tuple[Path, list[str]], tmp
 def test_a_crash_mid_sync_then_rerun_gives_the_same_index(
     built: tuple[Path, list[str]], tmp_path: Path, fail_after: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import ml.index.sync
+    import ml.index.engine
+    import ml.index.git_sync
 
     # Small batches give the crash many places to land: between file batches, between commit batches.
-    monkeypatch.setattr(ml.index.sync, "BATCH_FILES", 2)
-    monkeypatch.setattr(ml.index.sync, "BATCH_COMMITS", 4)
+    monkeypatch.setattr(ml.index.engine, "BATCH_FILES", 2)
+    monkeypatch.setattr(ml.index.git_sync, "BATCH_COMMITS", 4)
     repo, heads = built
     sink = DictSink()
-    state = HistoryState(tmp_path / "state.sqlite", "minitf")
+    state = StateStore(tmp_path / "state.sqlite", "minitf")
     sync_git(repo, sink, state, history_repo.OWNER_REPO, heads[5])
     sink.fail_after, sink.writes = fail_after, 0
     with pytest.raises(ConnectionError):
@@ -144,7 +145,7 @@ def test_staging_buffer_records_what_changed(built: tuple[Path, list[str]], tmp_
 
     repo, heads = built
     sink = DictSink()
-    state = HistoryState(tmp_path / "state.sqlite", "minitf")
+    state = StateStore(tmp_path / "state.sqlite", "minitf")
     sync_git(repo, sink, state, history_repo.OWNER_REPO, heads[-2])
     report = sync_git(repo, sink, state, history_repo.OWNER_REPO, heads[-1])
     staging = tmp_path / "staging" / "changes.jsonl"

@@ -9,7 +9,7 @@ import pytest
 
 from ml.llm.engine import InputTooLong, QueueFull, RequestStats, SamplingParams, TransformersEngine
 from ml.llm.generate import load_model
-from ml.llm.tiny import build_tiny_model
+from tests.support.tiny_qwen import build_tiny_model
 
 MESSAGES = [{"role": "user", "content": "How is use_cache handled under gradient checkpointing?"}]
 
@@ -50,14 +50,16 @@ async def _collect(engine: TransformersEngine, params: SamplingParams) -> tuple[
     return text, reason, stats
 
 
-def test_concurrent_requests_share_a_batch_and_keep_their_own_limits(engine: TransformersEngine) -> None:
-    async def run() -> list[tuple[str, str | None, RequestStats]]:
-        limits = [3, 7, 12]
-        return await asyncio.gather(
-            *(_collect(engine, SamplingParams(max_tokens=n, temperature=0.8, ignore_eos=True)) for n in limits)
-        )
+async def _collect_concurrently(
+    engine: TransformersEngine, limits: list[int]
+) -> list[tuple[str, str | None, RequestStats]]:
+    return await asyncio.gather(
+        *(_collect(engine, SamplingParams(max_tokens=n, temperature=0.8, ignore_eos=True)) for n in limits)
+    )
 
-    results = asyncio.run(run())
+
+def test_concurrent_requests_share_a_batch_and_keep_their_own_limits(engine: TransformersEngine) -> None:
+    results = asyncio.run(_collect_concurrently(engine, [3, 7, 12]))
     assert [stats.completion_tokens for _, _, stats in results] == [3, 7, 12]
     assert all(reason == "length" for _, reason, _ in results)
     assert all(stats.ttft_s is not None and stats.prompt_tokens > 10 for _, _, stats in results)
@@ -97,3 +99,21 @@ def test_admission_beyond_batch_and_queue_raises_queue_full(engine: Transformers
         return refused
 
     assert asyncio.run(run()) == 1
+
+
+@pytest.mark.gpu
+def test_engine_generates_on_cuda_in_bf16(tiny_dir: Path) -> None:
+    loaded = load_model(str(tiny_dir), device="cuda")
+    assert loaded.device.startswith("cuda") and loaded.dtype == "bfloat16"
+    eng = TransformersEngine(
+        loaded.model, loaded.tokenizer, model_name="tiny", max_input_tokens=512, max_batch_size=4, max_queue=2
+    )
+    try:
+        results = asyncio.run(_collect_concurrently(eng, [3, 7, 12]))
+        greedy = SamplingParams(max_tokens=8, temperature=0.0, ignore_eos=True)
+        first, second = (asyncio.run(_collect(eng, greedy)) for _ in range(2))
+    finally:
+        eng.close()
+    assert [stats.completion_tokens for _, _, stats in results] == [3, 7, 12]
+    assert all(reason == "length" and stats.ttft_s is not None for _, reason, stats in results)
+    assert first[:2] == second[:2] and first[2].completion_tokens == 8

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -19,10 +18,8 @@ class CountingEmbedder:
     def __init__(self, fail: bool = False) -> None:
         self.calls: list[int] = []
         self.fail = fail
-        self.gate = threading.Event()
 
     def embed_documents(self, texts: list[str]) -> np.ndarray:
-        self.gate.wait(5)
         self.calls.append(len(texts))
         if self.fail:
             raise RuntimeError("model crashed")
@@ -30,23 +27,26 @@ class CountingEmbedder:
 
 
 def test_concurrent_queries_share_forward_passes_and_get_their_own_vectors() -> None:
+    # A batch closes when it is full or when its wait runs out. The wait (30 s) is far longer than eight submissions
+    # take, so the batch closes when the eighth query joins it, however the threads are scheduled.
     embedder = CountingEmbedder()
-    batcher = QueryBatcher(embedder, max_batch=16, max_wait_ms=50)  # type: ignore[arg-type]
+    batcher = QueryBatcher(embedder, max_batch=8, max_wait_ms=30_000)  # type: ignore[arg-type]
     texts = ["a" * n for n in range(1, 9)]
     with ThreadPoolExecutor(8) as pool:
         futures = [pool.submit(batcher.embed_query, t) for t in texts]
-        embedder.gate.set()
-        vectors = [f.result(timeout=10) for f in futures]
+        vectors = [f.result(timeout=60) for f in futures]
     batcher.close()
-    assert [float(v[0]) for v in vectors] == [float(len(t)) for t in texts]
-    assert sum(embedder.calls) == 8
-    assert len(embedder.calls) < 8
+    assert embedder.calls == [8]  # one forward pass for all eight
+    assert [float(v[0]) for v in vectors] == [float(len(t)) for t in texts]  # each caller its own vector
 
 
 def test_a_failed_batch_raises_in_every_waiting_caller() -> None:
     embedder = CountingEmbedder(fail=True)
-    embedder.gate.set()
-    batcher = QueryBatcher(embedder)  # type: ignore[arg-type]
-    with pytest.raises(RuntimeError, match="model crashed"):
-        batcher.embed_query("x")
+    batcher = QueryBatcher(embedder, max_batch=3, max_wait_ms=30_000)  # type: ignore[arg-type]
+    with ThreadPoolExecutor(3) as pool:
+        futures = [pool.submit(batcher.embed_query, t) for t in ("x", "yy", "zzz")]
+        for future in futures:
+            with pytest.raises(RuntimeError, match="model crashed"):
+                future.result(timeout=60)
     batcher.close()
+    assert embedder.calls == [3]

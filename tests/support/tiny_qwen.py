@@ -1,4 +1,4 @@
-"""Tiny random-weight Qwen2 models with a trained byte-level tokenizer, for tests and CPU benchmarks.
+"""Tiny random-weight Qwen2 models with a trained byte-level tokenizer, for tests and benchmarks.
 
 Real weights cannot be downloaded on the development machines, so the loading and serving code is exercised on a
 model built here: same architecture class (`Qwen2ForCausalLM`), same chat format (ChatML), random weights.
@@ -40,8 +40,8 @@ QWEN25_14B = {
 }
 
 
-def _training_text() -> Iterator[str]:
-    """Real text to train the tokenizer on: a few modules of the installed transformers package."""
+def training_text() -> Iterator[str]:
+    """Lines of real code (a few modules of the installed transformers package): tokenizer training data, prompts."""
     import transformers
 
     root = Path(transformers.__file__).parent
@@ -68,7 +68,7 @@ def train_tokenizer(vocab_size: int = 1000) -> Any:
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
-    tok.train_from_iterator(_training_text(), trainer=trainer)
+    tok.train_from_iterator(training_text(), trainer=trainer)
     fast = PreTrainedTokenizerFast(
         tokenizer_object=tok,
         eos_token="<|im_end|>",

@@ -1,24 +1,16 @@
-"""`tqa dataset` commands: build a versioned QA dataset from the index and check one."""
+"""`tqa dataset build|check`: build a versioned QA dataset from the index and check one."""
 
 from __future__ import annotations
 
-import json
-import sys
 from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 
 from ml.settings import Settings
-
-app = typer.Typer()
-dataset_app = typer.Typer(help="Build and check the QA dataset generated from the index.", no_args_is_help=True)
-app.add_typer(dataset_app, name="dataset")
-console = Console(stderr=True)
+from ops.cli._io import console, print_json
 
 
-@dataset_app.command("build")
 def build(
     out: Annotated[Path | None, typer.Option(help="Output directory (default: <data dir>/dataset).")] = None,
     self_instruct: Annotated[
@@ -36,10 +28,9 @@ def build(
     )
     m = result.manifest
     console.print(f"[green]Wrote[/] {m.records} pairs to {target} (hash {m.dataset_hash[:16]}).")
-    sys.stdout.write(m.model_dump_json(indent=2) + "\n")
+    print_json(m.model_dump(mode="json"), indent=2)
 
 
-@dataset_app.command("check")
 def check(
     directory: Annotated[Path, typer.Argument(help="A directory `tqa dataset build` wrote.")],
     trace: Annotated[bool, typer.Option(help="Also check every source against the configured index.")] = True,
@@ -56,7 +47,6 @@ def check(
             problems["traceability"] = traceability_problems(
                 [p for pairs in splits.values() for p in pairs], index.iter_chunks()
             )
-    sys.stdout.write(json.dumps({k: {"problems": len(v), "first": v[:5]} for k, v in problems.items()}, indent=2))
-    sys.stdout.write("\n")
+    print_json({k: {"problems": len(v), "first": v[:5]} for k, v in problems.items()}, indent=2)
     if any(problems.values()):
         raise typer.Exit(1)

@@ -1,4 +1,4 @@
-"""`tqa infra` commands: lease and release Chameleon nodes, plan/apply/destroy with OpenTofu, configure with Ansible."""
+"""`tqa infra lease|release|plan|apply|destroy|inventory|configure`: Chameleon leases, OpenTofu and Ansible."""
 
 from __future__ import annotations
 
@@ -7,14 +7,9 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 
+from ops.cli._io import console
 from ops.infra.paths import INFRA_DIR
-
-app = typer.Typer(
-    help="Chameleon infrastructure: leases (python-chi), OpenTofu/Terraform, Ansible.", no_args_is_help=True
-)
-console = Console(stderr=True)
 
 CloudOption = Annotated[str, typer.Option(help="clouds.yaml entry of the bare-metal site (CHI@TACC or CHI@UC).")]
 CloudsFile = Annotated[
@@ -23,7 +18,6 @@ CloudsFile = Annotated[
 VarFile = Annotated[Path, typer.Option(help="Terraform variables of the environment, e.g. infra/staging.tfvars.")]
 
 
-@app.command()
 def lease(
     name: Annotated[str, typer.Option(help="Lease name, e.g. tqa-staging-gpu.")] = "tqa-staging-gpu",
     nodes: Annotated[int, typer.Option(help="How many bare-metal nodes to reserve.")] = 1,
@@ -49,7 +43,6 @@ def lease(
     console.print(f"[green]ACTIVE[/]: reservation {active.node_reservation_id} written to {path}")
 
 
-@app.command()
 def release(
     lease_ref: Annotated[str | None, typer.Argument(help="Lease id or name (default: the recorded one).")] = None,
     cloud: CloudOption = "chi-tacc",
@@ -66,7 +59,6 @@ def release(
     console.print(f"lease {ref} released")
 
 
-@app.command()
 def plan(var_file: VarFile) -> None:
     """`tofu init` and `tofu plan` of infra/ with the environment's variables."""
     from ops.infra.terraform import InfraRunner
@@ -78,7 +70,6 @@ def plan(var_file: VarFile) -> None:
     console.print("changes pending" if changes else "no changes")
 
 
-@app.command()
 def apply(var_file: VarFile) -> None:
     """Create or update the environment (VMs, GPU nodes on the lease, volumes, floating IPs)."""
     from ops.infra.terraform import InfraRunner
@@ -88,7 +79,6 @@ def apply(var_file: VarFile) -> None:
     typer.echo(runner.apply())
 
 
-@app.command()
 def destroy(var_file: VarFile) -> None:
     """Delete everything the environment's state holds."""
     from ops.infra.terraform import InfraRunner
@@ -98,7 +88,6 @@ def destroy(var_file: VarFile) -> None:
     typer.echo(runner.destroy())
 
 
-@app.command()
 def inventory(environment: Annotated[str, typer.Argument(help="staging, canary or production.")]) -> None:
     """Write Terraform's ansible_inventory output to ansible/inventory/<environment>/hosts.yml."""
     from ops.infra.terraform import InfraRunner
@@ -107,7 +96,6 @@ def inventory(environment: Annotated[str, typer.Argument(help="staging, canary o
     console.print(f"inventory written to {path}")
 
 
-@app.command()
 def configure(
     environment: Annotated[str, typer.Argument(help="staging, canary or production.")],
     playbook: Annotated[str, typer.Option(help="Playbook in ansible/.")] = "site.yml",

@@ -1,10 +1,9 @@
-"""Helpers shared by test modules: free ports and a small real corpus copied from the installed package."""
+"""A small real corpus: some modules of the installed transformers package, copied and cited like the package."""
 
 from __future__ import annotations
 
 import importlib.util
 import shutil
-import socket
 from pathlib import Path
 
 from ml.sources.corpus import Corpus
@@ -28,12 +27,6 @@ MINI_CORPUS_FILES = [
     "optimization.py",
     "integrations/bitsandbytes.py",
 ]
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def transformers_root() -> Path:

@@ -1,26 +1,47 @@
-"""`tqa eval run`, `tqa mlflow up` and `tqa register`: the measured, gated path from a change to `staging`."""
+"""`tqa eval retrieval|run`, `tqa register` and `tqa mlflow up`: the measured, gated path from a change to `staging`."""
 
 from __future__ import annotations
 
-import json
-import sys
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.console import Console
 
-from ml.cli import eval_app
 from ml.settings import Settings
-
-app = typer.Typer()
-mlflow_app = typer.Typer(help="The local MLflow tracking server.", no_args_is_help=True)
-app.add_typer(mlflow_app, name="mlflow")
-console = Console(stderr=True)
+from ops.cli._io import console, print_json
 
 
-@eval_app.command("run")
-def eval_run(
+def retrieval(
+    queries: Annotated[
+        Path | None, typer.Option(help='JSONL of {"id", "question", "path", "symbol"} (default: the dev set).')
+    ] = None,
+    docstrings: Annotated[int, typer.Option(help="Also evaluate N automatic docstring-derived questions.")] = 0,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the full report as JSON.")] = False,
+) -> None:
+    """Recall@1/5/10 and MRR@10 at file and symbol level, beside plain BM25 (whole files and per symbol)."""
+    from ml.eval.run import run_retrieval_eval
+
+    report = run_retrieval_eval(Settings(), queries, docstrings)
+    if as_json:
+        print_json(report)
+        return
+    from rich.table import Table
+
+    for set_name, result in report.items():
+        table = Table(title=f"{set_name}: {result['queries']} questions")
+        metrics = list(next(iter(result["systems"].values())))
+        table.add_column("system")
+        for m in metrics:
+            table.add_column(m, justify="right")
+        for system, values in result["systems"].items():
+            table.add_row(system, *(f"{values[m]:.3f}" for m in metrics))
+        Console().print(table)
+        if result["unresolved"]:
+            console.print(f"Gold not found in the corpus for: {', '.join(result['unresolved'])}")
+
+
+def run(
     dataset: Annotated[
         Path | None, typer.Option(help="Dataset directory (default: <data dir>/dataset when it exists).")
     ] = None,
@@ -47,7 +68,7 @@ def eval_run(
 
         run_id = log_eval(settings, report, paths["json"].parent, dataset)
         console.print(f"Logged MLflow run {run_id} to {settings.mlflow_tracking_uri}.")
-    sys.stdout.write(json.dumps(report["metrics"], indent=2) + "\n")
+    print_json(report["metrics"], indent=2)
     console.print(f"Report: {paths['markdown']} ({report['meta']['items']} questions, {report['meta']['seconds']} s)")
     if not report["thresholds"]["passed"]:
         for failure in report["thresholds"]["failures"]:
@@ -55,25 +76,6 @@ def eval_run(
         raise typer.Exit(1)
 
 
-@mlflow_app.command("up")
-def mlflow_up(
-    port: Annotated[int | None, typer.Option(help="Port on 127.0.0.1 (default: TQA_MLFLOW_PORT, 5000).")] = None,
-) -> None:
-    """Run an MLflow server on 127.0.0.1 (SQLite backend, artifacts under <data dir>/mlflow) until interrupted."""
-    from ml.tracking.server import MlflowServer
-
-    settings = Settings()
-    server = MlflowServer(settings.mlflow_dir, port=port or settings.mlflow_port)
-    with server:
-        console.print(f"MLflow at {server.uri} (data in {settings.mlflow_dir}); Ctrl-C stops it.")
-        try:
-            assert server.process is not None
-            server.process.wait()
-        except KeyboardInterrupt:
-            pass
-
-
-@app.command()
 def register(
     run_id: Annotated[str | None, typer.Option(help="Eval run to register (default: the latest eval run).")] = None,
     config: Annotated[Path | None, typer.Option(help="Eval YAML whose `gate.margins` apply.")] = None,
@@ -95,6 +97,23 @@ def register(
     console.print(f"{verdict} v{decision.version}[/] ({decision.reason}).")
     if not decision.accepted:
         raise typer.Exit(1)
+
+
+def mlflow_up(
+    port: Annotated[int | None, typer.Option(help="Port on 127.0.0.1 (default: TQA_MLFLOW_PORT, 5000).")] = None,
+) -> None:
+    """Run an MLflow server on 127.0.0.1 (SQLite backend, artifacts under <data dir>/mlflow) until interrupted."""
+    from ml.tracking.server import MlflowServer
+
+    settings = Settings()
+    server = MlflowServer(settings.mlflow_dir, port=port or settings.mlflow_port)
+    with server:
+        console.print(f"MLflow at {server.uri} (data in {settings.mlflow_dir}); Ctrl-C stops it.")
+        try:
+            assert server.process is not None
+            server.process.wait()
+        except KeyboardInterrupt:
+            pass
 
 
 def _cell(value: object) -> str:
