@@ -27,6 +27,7 @@ def run_ingest(
     path: Path | None = None,
     rebuild: bool = False,
     console: Console | None = None,
+    repo_url: str | None = None,
 ) -> IngestReport:
     """Resolve the corpus, open the index and ingest with a progress bar.
 
@@ -34,7 +35,7 @@ def run_ingest(
     per file to the last commit that changed it, blame history, commit and diff chunks.
     """
     if path is not None and (Path(path) / ".git").exists():
-        return _ingest_checkout(settings, Path(path), rebuild, console)
+        return _ingest_checkout(settings, Path(path), rebuild, console, repo_url)
     corpus = resolve_corpus(package=package, path=path, doc_languages=settings.doc_languages)
     state = StateStore(settings.state_db)
     try:
@@ -47,9 +48,11 @@ def run_ingest(
         state.close()
 
 
-def _ingest_checkout(settings: Settings, path: Path, rebuild: bool, console: Console | None) -> IngestReport:
+def _ingest_checkout(
+    settings: Settings, path: Path, rebuild: bool, console: Console | None, repo_url: str | None = None
+) -> IngestReport:
     with ExitStack() as stack:
-        syncer = open_syncer(stack, settings, path, rebuild=rebuild)
+        syncer = open_syncer(stack, settings, path, rebuild=rebuild, repo_url=repo_url)
         reports = syncer.run(progress=(lambda msg: console.print(msg, style="dim")) if console else None)
         report = reports[0]
         for extra in reports[1:]:
@@ -61,12 +64,18 @@ def _ingest_checkout(settings: Settings, path: Path, rebuild: bool, console: Con
 
 
 def open_syncer(
-    stack: ExitStack, settings: Settings, path: Path, github: bool | None = None, rebuild: bool = False
+    stack: ExitStack,
+    settings: Settings,
+    path: Path,
+    github: bool | None = None,
+    rebuild: bool = False,
+    repo_url: str | None = None,
 ) -> Syncer:
     """A `Syncer` for the checkout at `path` and the configured index; what it opens is closed by `stack`.
 
     `tqa sync`, `tqa watch` and `tqa ingest --path <git checkout>` all come through here, so they build the same
-    index, and the same checks as a plain ingest refuse a data dir built for another corpus or model.
+    index, and the same checks as a plain ingest refuse a data dir built for another corpus or model. Links point at
+    `repo_url` when given, else the GitHub `origin`, else TQA_GITHUB_REPO when set, else the checkout (`file://`).
 
     Raises:
         UserError: `path` is not a git checkout, GitHub is wanted without a token, or the data dir is incompatible.
@@ -78,6 +87,8 @@ def open_syncer(
 
     repo = path.resolve()
     resolve(repo)  # a clear error for a path that is not a checkout
+    explicit = settings.github_repo if "github_repo" in settings.model_fields_set else None
+    owner_repo = owner_repo_of(repo, explicit, repo_url)
     if github is None:
         github = settings.github_token is not None
     token = settings.github_token.get_secret_value() if settings.github_token else None
@@ -100,7 +111,6 @@ def open_syncer(
         client = stack.enter_context(
             GitHubClient(settings.github_repo, token=token, api_url=settings.github_api_url, etags=state.etags())
         )
-    owner_repo = owner_repo_of(repo, settings.github_repo)
     return Syncer(
         repo,
         IndexSink(index, embedder),
@@ -244,13 +254,16 @@ class QA:
         text = validate_question(query, k)
         return self.retriever.search(text, k=k, kinds=kinds, path_prefix=path_prefix)
 
-    def ask(self, question: str, k: int = 5) -> Any:
+    def ask(self, question: str, k: int = 5, hits_out: list[Any] | None = None) -> Any:
+        """Answer `question` from the top `k` hits; `hits_out`, when given, receives those hits (cited code)."""
         import time
 
         text = validate_question(question, k)
         started = time.perf_counter()
         timings: dict[str, float] = {}
         hits = self.retriever.search(text, k=k, timings=timings)
+        if hits_out is not None:
+            hits_out.extend(hits)
         answer = self.answerer.answer(text, hits)
         answer.timings_ms = {**timings, **answer.timings_ms, "total_ms": (time.perf_counter() - started) * 1000}
         return answer

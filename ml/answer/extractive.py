@@ -7,6 +7,7 @@ import re
 import time
 
 from ml.answer.base import ABSTAIN_TEXT, source_of
+from ml.answer.history import HistoryAnswerer
 from ml.retrieve import words
 from ml.types import HISTORY_KINDS, Answer, Chunk, Hit
 
@@ -65,6 +66,10 @@ class ExtractiveAnswerer:
         return round(0.6 * _scale(dense, 0.2, 0.6) + 0.4 * coverage, 3)
 
     def answer(self, question: str, hits: list[Hit]) -> Answer:
+        # Who/when/which PR/what changed/since when: answered (or abstained on) from commit and diff evidence.
+        history = HistoryAnswerer(max_sources=self.max_sources, name=self.name).answer(question, hits)
+        if history is not None:
+            return history
         started = time.perf_counter()
         confidence = self.confidence(question, hits)
         if confidence < self.threshold:

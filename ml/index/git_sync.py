@@ -18,7 +18,7 @@ from pathlib import Path
 from ml.index.engine import IngestReport, Sink, index_files, write_chunks
 from ml.index.state import StateStore
 from ml.sources.git_checkout import CheckoutSource, reachable, touched_paths
-from ml.sources.git_history import history_chunks, is_ancestor, resolve
+from ml.sources.git_history import branch_links, history_chunks, is_ancestor, resolve
 from ml.sources.selection import DEFAULT_DOC_LANGUAGES
 from ml.types import Chunk
 
@@ -71,11 +71,15 @@ def sync_git(
         report.commits_removed = len(to_remove)
         report.changes.append({"what": "commits_removed", "commits": to_remove, "ids": sorted(stale)})
 
+    # Branch commits take the PR of the merge that brought them in; only merges being added are expanded.
+    merged = branch_links(repo, new, wanted=set(to_add)) if to_add else {}
     for start in range(0, len(to_add), BATCH_COMMITS):
         group = to_add[start : start + BATCH_COMMITS]
         rows: list[tuple[str, list[str], list[str]]] = []
         chunks: list[Chunk] = []
-        for commit, made in history_chunks(repo, ["--no-walk=unsorted", *group], state.corpus, owner_repo, with_diffs):
+        for commit, made in history_chunks(
+            repo, ["--no-walk=unsorted", *group], state.corpus, owner_repo, with_diffs, merged
+        ):
             paths = sorted({p for f in commit.files for p in (f.path, f.old_path) if p})
             rows.append((commit.sha, [c.id for c in made], paths))
             chunks.extend(made)

@@ -11,9 +11,10 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ml.errors import UserError
 from ml.sources.blame import annotate
 from ml.sources.corpus import Corpus, FileChunks, chunk_file
-from ml.sources.git_history import git
+from ml.sources.git_history import git, repo_base_url
 from ml.sources.selection import DEFAULT_DOC_LANGUAGES, is_indexed
 
 # Commits named on one `git log` command line.
@@ -110,13 +111,22 @@ def fetch(repo: Path, remote: str, branch: str) -> str:
     return git(repo, "rev-parse", f"{remote}/{branch}").strip()
 
 
-def owner_repo_of(repo: Path, default: str) -> str:
-    """`owner/name` of the checkout's GitHub origin, or `default` when origin is elsewhere or missing."""
-    url = git(repo, "remote", "get-url", "origin", check=False).strip().removesuffix(".git")
-    for prefix in ("https://github.com/", "git@github.com:"):
-        if url.startswith(prefix):
-            return url[len(prefix) :]
-    return default
+def owner_repo_of(repo: Path, default: str | None = None, repo_url: str | None = None) -> str:
+    """Where links of the checkout point: `owner/name` on GitHub, another web address, or `file://<checkout>`.
+
+    In order: `repo_url` when given (a GitHub URL becomes `owner/name`), the `origin` remote when it is on GitHub,
+    `default` when set, else the checkout itself as `file://`, never another repository's address.
+    """
+    for url in (repo_url, git(repo, "remote", "get-url", "origin", check=False)):
+        url = (url or "").strip().removesuffix("/").removesuffix(".git")
+        for prefix in ("https://github.com/", "http://github.com/", "git@github.com:", "ssh://git@github.com/"):
+            if url.startswith(prefix) and url[len(prefix) :].count("/") == 1:
+                return url[len(prefix) :]
+        if url and url == (repo_url or "").strip().removesuffix("/").removesuffix(".git"):
+            if "://" not in url:
+                raise UserError(f"--repo-url {repo_url!r} is not a URL; write it like https://github.com/owner/name.")
+            return url
+    return default or f"file://{Path(repo).resolve().as_posix()}"
 
 
 @dataclass
@@ -147,8 +157,8 @@ class CheckoutSource:
                 base=self.repo,
                 version=pin[:12],
                 commit=pin,
-                ref=pin,
-                repo_url=f"https://github.com/{self.owner_repo}",
+                ref=pin if self.owner_repo and not self.owner_repo.startswith("file://") else "",
+                repo_url=repo_base_url(self.owner_repo),
             )
             result = chunk_file(corpus, path, contents[blob])
             result.version = blob

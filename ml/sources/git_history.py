@@ -92,6 +92,10 @@ class Commit:
     date: str
     message: str
     files: list[FileDiff] = field(default_factory=list)
+    # From the merge that brought this commit into the first-parent line (`branch_links`), when its own message
+    # names no PR or issue.
+    merged_pr: int | None = None
+    merged_issues: list[int] = field(default_factory=list)
 
     @property
     def subject(self) -> str:
@@ -99,11 +103,11 @@ class Commit:
 
     @property
     def pr(self) -> int | None:
-        return parse_pr(self.message)
+        return parse_pr(self.message) or self.merged_pr
 
     @property
     def issues(self) -> list[int]:
-        return parse_issues(self.message)
+        return parse_issues(self.message) or list(self.merged_issues)
 
     @property
     def is_merge(self) -> bool:
@@ -262,8 +266,39 @@ def _diff_git_path(line: str) -> str:
     return rest[idx + 3 :] if idx >= 0 else rest
 
 
+def repo_base_url(owner_repo: str) -> str:
+    """The web address of a repository: `owner/name` is on GitHub; a URL (https://, file://) is kept as given."""
+    if not owner_repo or "://" in owner_repo:
+        return owner_repo.rstrip("/")
+    return f"https://github.com/{owner_repo}"
+
+
 def commit_url(owner_repo: str, sha: str) -> str:
-    return f"https://github.com/{owner_repo}/commit/{sha}"
+    """The commit's web page, or "" when the repository has no web address (a `file://` checkout)."""
+    base = repo_base_url(owner_repo)
+    return f"{base}/commit/{sha}" if base.startswith(("https://", "http://")) else ""
+
+
+def branch_links(repo: Path, rev: str, wanted: set[str] | None = None) -> dict[str, tuple[int, list[int]]]:
+    """PR and issues of the merge that brought each branch commit into the first-parent line of `rev`.
+
+    A commit on a merged branch usually names no PR; the `Merge pull request #N` commit that merged it does. Only
+    merges in `wanted` (all when None) are expanded, so an incremental sync pays for its new merges only.
+    """
+    out: dict[str, tuple[int, list[int]]] = {}
+    log = git(repo, "log", "--first-parent", "--merges", f"--format={_RS}%H{_US}%P{_US}%B", rev, "--")
+    for record in log.split(_RS):
+        if not record.strip():
+            continue
+        sha, parents, message = record.split(_US, 2)
+        pr = parse_pr(message)
+        ps = parents.split()
+        if pr is None or len(ps) < 2 or (wanted is not None and sha not in wanted):
+            continue
+        issues = parse_issues(message)
+        for branch_sha in git(repo, "rev-list", ps[1], *(f"^{p}" for p in ps[:1] + ps[2:]), "--").split():
+            out.setdefault(branch_sha, (pr, issues))
+    return out
 
 
 def _diff_anchor(path: str, side: str, line: int) -> str:
@@ -335,7 +370,7 @@ def commit_chunks(commit: Commit, corpus: str, owner_repo: str, with_diffs: bool
                         start_line=start,
                         end_line=end,
                         symbol=commit.subject[:200],
-                        url=url + _diff_anchor(f.path, side, start),
+                        url=url + _diff_anchor(f.path, side, start) if url else "",
                         **common,
                     )
                 )
@@ -348,7 +383,7 @@ def diff_pieces(commit: Commit, f: FileDiff) -> list[tuple[str, int, int, str]]:
     Lines are those of the new file (side `R`), or of the old file for a deletion (side `L`).
     """
     pr = f" (#{commit.pr})" if commit.pr and f"#{commit.pr}" not in commit.subject else ""
-    head = f"diff of {f.path} @ {commit.sha[:12]}, {commit.date[:10]}: {commit.subject}{pr}"
+    head = f"diff of {f.path} @ {commit.sha[:12]}, {commit.date[:10]}: {commit.subject}{pr}\nauthor: {commit.author}"
     if f.status == "R":
         head += f"\nrenamed from {f.old_path}"
     side = "L" if f.status == "D" else "R"
@@ -396,8 +431,15 @@ def _summary(f: FileDiff) -> str:
 
 
 def history_chunks(
-    repo: Path, revs: list[str], corpus: str, owner_repo: str, with_diffs: bool = True
+    repo: Path,
+    revs: list[str],
+    corpus: str,
+    owner_repo: str,
+    with_diffs: bool = True,
+    merged: dict[str, tuple[int, list[int]]] | None = None,
 ) -> Iterator[tuple[Commit, list[Chunk]]]:
-    """Each commit of `git log <revs>` with its chunks, newest first."""
+    """Each commit of `git log <revs>` with its chunks, newest first; `merged` is `branch_links` output."""
     for commit in iter_commits(repo, revs, with_patch=with_diffs):
+        if merged and commit.sha in merged:
+            commit.merged_pr, commit.merged_issues = merged[commit.sha]
         yield commit, commit_chunks(commit, corpus, owner_repo, with_diffs)

@@ -16,6 +16,14 @@ GitHubOpt = Annotated[
     bool | None,
     typer.Option("--github/--no-github", help="Also sync issues and PRs (default: when TQA_GITHUB_TOKEN is set)."),
 ]
+RepoUrlOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--repo-url",
+        help="Web address for commit and file links, e.g. https://github.com/owner/name "
+        "(default: the GitHub origin, else file:// links to the checkout).",
+    ),
+]
 
 
 def setup() -> None:
@@ -33,11 +41,14 @@ def ingest(
         Path | None, typer.Option(help="Index this repository checkout instead (a Transformers clone adds docs/).")
     ] = None,
     rebuild: Annotated[bool, typer.Option(help="Drop the index and build it again from scratch.")] = False,
+    repo_url: RepoUrlOpt = None,
 ) -> None:
     """Index a corpus; a second run only re-embeds files that changed and deletes chunks of removed files."""
     from ml.pipeline import run_ingest
 
-    report = run_ingest(Settings(), package=None if path else package, path=path, rebuild=rebuild, console=console)
+    report = run_ingest(
+        Settings(), package=None if path else package, path=path, rebuild=rebuild, console=console, repo_url=repo_url
+    )
     commits = ""
     if report.commits_added or report.commits_removed:
         commits = f" and {report.commits_added} commits ({report.commits_removed} no longer in the history)"
@@ -66,12 +77,13 @@ def sync(
     path: PathOpt,
     rev: Annotated[str, typer.Option(help="The commit to bring the index to.")] = "HEAD",
     github: GitHubOpt = None,
+    repo_url: RepoUrlOpt = None,
 ) -> None:
     """Bring the index from its recorded commit to REV: new commits, changed files, issues and PRs since the cursor."""
     from ml.pipeline import open_syncer
 
     with ExitStack() as stack:
-        syncer = open_syncer(stack, Settings(), path, github)
+        syncer = open_syncer(stack, Settings(), path, github, repo_url=repo_url)
         _say(syncer.run(rev, progress=lambda msg: console.print(msg, style="dim")))
 
 

@@ -1,0 +1,170 @@
+"""History answers on the synthetic history repository: who, when, which PR, what changed, since when, and
+abstention on changes that never happened; links for checkouts whose origin is not on GitHub."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from ml.answer.extractive import ExtractiveAnswerer
+from ml.answer.history import NO_SUCH_CHANGE, key_terms, question_kind
+from ml.errors import UserError
+from ml.retrieve import words
+from ml.sources.git_checkout import CheckoutSource, owner_repo_of
+from ml.sources.git_history import branch_links, commit_url, history_chunks
+from ml.types import Chunk, Hit
+from tests.support import history_repo
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("minitf")
+    history_repo.build(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def chunks(repo: Path) -> list[Chunk]:
+    merged = branch_links(repo, "main")
+    return [
+        c for _, made in history_chunks(repo, ["main"], "minitf", history_repo.OWNER_REPO, True, merged) for c in made
+    ]
+
+
+def _log(repo: Path, pr: int, fmt: str) -> str:
+    sha = next(iter(history_repo.gold_shas(repo, {pr})))
+    return subprocess.run(
+        ["git", "-C", str(repo), "log", "-1", f"--format={fmt}", sha], capture_output=True, text=True
+    ).stdout.strip()
+
+
+def _hits(question: str, chunks: list[Chunk], k: int = 8) -> list[Hit]:
+    """A lexical stand-in for the retriever: chunks ranked by how many question words they contain."""
+    q = {w for w in words(question) if len(w) > 2}
+    scored = sorted(((len(q & set(words(c.text))), i) for i, c in enumerate(chunks)), key=lambda t: (-t[0], t[1]))
+    return [Hit(chunk=chunks[i], score=float(s), dense=0.5) for s, i in scored[:k]]
+
+
+def _ask(question: str, chunks: list[Chunk]):
+    return ExtractiveAnswerer().answer(question, _hits(question, chunks))
+
+
+@pytest.mark.parametrize(
+    ("question", "kind"),
+    [
+        ("Who raised the default rope_theta to 500000?", "who"),
+        ("When did sdpa become the default attention implementation?", "when"),
+        ("Since when does generate accept top_k?", "first"),
+        ("Which PR added repetition_penalty?", "pr"),
+        ("What changed in the default attn_implementation?", "what"),
+        ("What happens when use_cache is True?", ""),
+        ("Why does generate print a message about pad_token_id?", ""),
+    ],
+)
+def test_question_kinds(question: str, kind: str) -> None:
+    assert question_kind(question) == kind
+
+
+def test_key_terms_weigh_identifiers_above_words() -> None:
+    terms = key_terms("When was `rope_theta` raised to 500000 in the config?")
+    assert terms["rope_theta"] == 3.0 and terms["500000"] == 3.0 and terms["config"] == 1.0
+    assert "when" not in terms and "raised" in terms
+
+
+def test_who_names_the_author_and_date(repo: Path, chunks: list[Chunk]) -> None:
+    answer = _ask("Who raised the default rope_theta to 500000?", chunks)
+    assert not answer.abstained
+    assert _log(repo, 11, "%an") in answer.answer and _log(repo, 11, "%cs") in answer.answer
+    assert answer.sources[0].pr == 11 and "[1]" in answer.answer
+
+
+def test_when_gives_date_and_pr_with_its_issue(repo: Path, chunks: list[Chunk]) -> None:
+    answer = _ask("When was the off-by-one in max_new_tokens fixed?", chunks)
+    assert _log(repo, 10, "%cs") in answer.answer and "PR #10" in answer.answer and "issue #20" in answer.answer
+    assert f"https://github.com/{history_repo.OWNER_REPO}/pull/10" in answer.answer
+
+
+def test_what_changed_shows_removed_and_added_lines(chunks: list[Chunk]) -> None:
+    answer = _ask("What changed in the default attn_implementation?", chunks)
+    before = [line for line in answer.answer.splitlines() if "before:" in line]
+    after = [line for line in answer.answer.splitlines() if "after:" in line]
+    assert before and after, answer.answer
+    assert '"eager"' in before[0] and '"sdpa"' in after[0]
+
+
+def test_since_when_takes_the_oldest_supporting_commit(repo: Path, chunks: list[Chunk]) -> None:
+    # PR 2 added top_k; PR 13 edited the same signature line later and also mentions top_k.
+    hits = _hits("Since when does generate accept top_k?", chunks)
+    assert {h.chunk.pr for h in hits} >= {2, 13}
+    answer = ExtractiveAnswerer().answer("Since when does generate accept top_k?", hits)
+    assert answer.answer.startswith("First introduced on " + _log(repo, 2, "%cs"))
+    assert "PR #2" in answer.answer.splitlines()[0]
+
+
+def test_branch_commits_inherit_the_merge_pr(chunks: list[Chunk]) -> None:
+    rope = [c for c in chunks if c.kind == "commit" and "Add dynamic rope scaling" in c.symbol]
+    assert rope and rope[0].pr == 9
+    answer = _ask("Which PR added dynamic rope scaling with scaling_factor?", chunks)
+    assert "PR #9" in answer.answer.splitlines()[0]
+
+
+@pytest.mark.parametrize(
+    "question",
+    [
+        "When was beam search added to generate?",
+        "Who added flash_attention_3 support to LlamaAttention?",
+        "Which PR removed the top_p argument from pick?",
+    ],
+)
+def test_changes_that_never_happened_are_abstained(question: str, chunks: list[Chunk]) -> None:
+    answer = _ask(question, chunks)
+    assert answer.abstained and answer.answer.startswith(NO_SUCH_CHANGE) and not answer.sources
+
+
+def test_code_questions_are_left_to_the_code_answer(chunks: list[Chunk]) -> None:
+    answer = _ask("What happens when use_cache is True?", chunks)
+    assert NO_SUCH_CHANGE not in answer.answer and "First introduced" not in answer.answer
+
+
+def _clone(repo: Path, dest: Path, origin: str | None) -> Path:
+    subprocess.run(["git", "clone", "-q", str(repo), str(dest)], check=True)
+    if origin is None:
+        subprocess.run(["git", "-C", str(dest), "remote", "remove", "origin"], check=True)
+    elif origin:
+        subprocess.run(["git", "-C", str(dest), "remote", "set-url", "origin", origin], check=True)
+    return dest
+
+
+def test_links_for_a_checkout_without_a_github_origin(repo: Path, tmp_path: Path) -> None:
+    local = _clone(repo, tmp_path / "local", "")  # origin is the local path
+    where = owner_repo_of(local)
+    assert where == f"file://{local.resolve().as_posix()}"
+    assert commit_url(where, "a" * 40) == ""
+    made = [c for _, cs in history_chunks(local, ["-n", "3", "main"], "minitf", where) for c in cs]
+    assert made and all(c.url == "" for c in made)
+    source = CheckoutSource(local, "main", "minitf", where)
+    versions, _ = source.versions()
+    code = [c for f in source.chunks(sorted(versions)[:2]) for c in f.chunks]
+    assert code and all(c.url.startswith(f"file://{local.resolve().as_posix()}/") for c in code)
+    assert not any("huggingface" in c.url for c in made + code)
+
+
+def test_links_from_repo_url_and_github_origin(repo: Path, tmp_path: Path) -> None:
+    gitlab = _clone(repo, tmp_path / "gl", "https://gitlab.example.com/team/minitf.git")
+    assert owner_repo_of(gitlab) == f"file://{gitlab.resolve().as_posix()}"
+    assert owner_repo_of(gitlab, repo_url="https://github.com/team/minitf/") == "team/minitf"
+    assert (
+        owner_repo_of(gitlab, repo_url="https://git.example.com/team/minitf") == "https://git.example.com/team/minitf"
+    )
+    assert (
+        commit_url("https://git.example.com/team/minitf", "b" * 40)
+        == "https://git.example.com/team/minitf/commit/" + "b" * 40
+    )
+    with pytest.raises(UserError, match="not a URL"):
+        owner_repo_of(gitlab, repo_url="minitf")
+    hub = _clone(repo, tmp_path / "gh", "git@github.com:team/minitf.git")
+    assert owner_repo_of(hub) == "team/minitf"
+    none = _clone(repo, tmp_path / "none", None)
+    assert owner_repo_of(none, default="example/minitf") == "example/minitf"
