@@ -7,7 +7,19 @@ import re
 import time
 
 from ml.answer.base import ABSTAIN_TEXT, source_of
+from ml.answer.confidence import ConfidenceModel
 from ml.answer.history import HistoryAnswerer
+from ml.answer.units import (
+    EXPLAINS,
+    Argument,
+    Example,
+    arguments,
+    examples,
+    intent,
+    is_accessor,
+    raises,
+    usage_from_argument,
+)
 from ml.retrieve import words
 from ml.types import HISTORY_KINDS, Answer, Chunk, Hit
 
@@ -46,10 +58,25 @@ class ExtractiveAnswerer:
 
     name = "extractive"
 
-    def __init__(self, threshold: float = 0.5, max_sources: int = 3, max_lines: int = 6):
+    def __init__(
+        self,
+        threshold: float = 0.5,
+        max_sources: int = 3,
+        max_lines: int = 8,
+        model: ConfidenceModel | None = None,
+    ):
         self.threshold = threshold
         self.max_sources = max_sources
         self.max_lines = max_lines
+        self.model = model
+
+    def assess(self, question: str, hits: list[Hit]) -> tuple[float, bool]:
+        """(confidence, abstain): the calibrated model's when one is given (`ml.answer.confidence`), else the
+        heuristic confidence below `threshold`."""
+        if self.model is not None:
+            return self.model.assess(question, hits)
+        confidence = self.confidence(question, hits)
+        return confidence, confidence < self.threshold
 
     def confidence(self, question: str, hits: list[Hit]) -> float:
         """0..1 from the best dense similarity and how much of the question the top hits cover."""
@@ -71,8 +98,8 @@ class ExtractiveAnswerer:
         if history is not None:
             return history
         started = time.perf_counter()
-        confidence = self.confidence(question, hits)
-        if confidence < self.threshold:
+        confidence, abstain = self.assess(question, hits)
+        if abstain:
             return Answer(
                 answer=ABSTAIN_TEXT,
                 confidence=confidence,
@@ -82,27 +109,13 @@ class ExtractiveAnswerer:
                 answerer=self.name,
             )
         q = _stems(question)
-        chosen = hits[: self.max_sources]
-        lines: list[str] = []
-        for n, hit in enumerate(chosen, 1):
-            c = hit.chunk
-            if c.kind in HISTORY_KINDS:
-                line = f"{history_line(c)} [{n}]"
-                lines.append(line if n == 1 else f"See also {line}")
-                if n == 1 and c.kind == "diff":
-                    lines.extend(f"    {code} [{n}]" for code in self._best_code_lines(c.text, q, limit=2))
-                continue
-            label = f"`{c.symbol}`" if c.symbol else f"`{c.path}`"
-            where = f"{c.path}:{c.start_line}-{c.end_line}"
-            sentence = self._best_sentence(c.text, q)
-            code = self._best_code_lines(c.text, q, limit=2 if n == 1 else 1)
-            if n == 1:
-                head = f"{label} in {where}"
-                lines.append(f"{head}: {sentence} [{n}]" if sentence else f"{head} [{n}]")
-                lines.extend(f"    {line} [{n}]" for line in code)
-            else:
-                detail = _shorten(sentence, 160) or (code[0] if code else "")
-                lines.append(f"See also {label} ({where}): {detail} [{n}]" if detail else f"See also {label} [{n}]")
+        # A property getter or setter answers nothing ("return self._load_in_4bit"): cite what explains instead.
+        useful = [h for h in hits if not is_accessor(h.chunk)]
+        chosen = (useful or hits)[: self.max_sources]
+        if chosen[0].chunk.kind in HISTORY_KINDS:
+            lines = self._history_lines(chosen, q)
+        else:
+            lines = self._file_lines(question, chosen, q)
         return Answer(
             answer="\n".join(lines[: self.max_lines]),
             confidence=confidence,
@@ -112,13 +125,168 @@ class ExtractiveAnswerer:
             answerer=self.name,
         )
 
-    def _best_sentence(self, text: str, q: set[str]) -> str:
+    def _history_lines(self, chosen: list[Hit], q: set[str]) -> list[str]:
+        lines: list[str] = []
+        for n, hit in enumerate(chosen, 1):
+            c = hit.chunk
+            if c.kind in HISTORY_KINDS:
+                line = f"{history_line(c)} [{n}]"
+                lines.append(line if n == 1 else f"See also {line}")
+                if n == 1 and c.kind == "diff":
+                    lines.extend(f"    {code} [{n}]" for code in self._best_code_lines(c.text, q, limit=2))
+            else:
+                lines.append(self._see_also(n, c, q))
+        return lines
+
+    def _file_lines(self, question: str, chosen: list[Hit], q: set[str]) -> list[str]:
+        """The lead the question's kind asks for, then the top hit's explaining sentence and code, then see-alsos."""
+        kind = intent(question)
+        lead: list[str] = []
+        lead_n = 1
+        if kind == "howto":
+            lead, lead_n = self._usage(chosen, q | _numbered(question))
+        elif kind == "default":
+            lead, lead_n = self._argument_lines(chosen, q, _numbered(question))
+        elif kind == "why":
+            lead, lead_n = self._reason(chosen, q)
+        elif kind == "error":
+            lead, lead_n = self._raise_lines(chosen, q)
+        if not lead and kind == "howto":  # no example: the documented argument to set, if one matches
+            lead, lead_n = self._argument_lines(chosen, q, _numbered(question))
+        shown = "\n".join(lead)
+        see_also = [n for n in range(1, len(chosen) + 1) if n != lead_n and n != 1]
+        budget = self.max_lines - len(lead) - min(len(see_also), 2)
+        body: list[str] = []
+        first = chosen[0].chunk
+        if lead_n != 1 or not lead:
+            sentence = _shorten(self._best_sentence(first.text, q, exclude=shown), 220)
+            head = f"{_label(first)} in {_where(first)}"
+            body.append(f"{head}: {sentence} [1]" if sentence else f"{head} [1]")
+        elif budget > 1:
+            sentence = _shorten(self._best_sentence(first.text, q, exclude=shown), 220)
+            if sentence:
+                body.append(f"{sentence} [1]")
+        code_room = max(0, budget - len(body))
+        code = self._best_code_lines(
+            first.text, q, limit=code_room, exclude=shown + "\n".join(body), code_only=kind == "error"
+        )
+        body.extend(f"    {line} [1]" for line in code)
+        lines = lead + body
+        for n in see_also:
+            if len(lines) >= self.max_lines:
+                break
+            lines.append(self._see_also(n, chosen[n - 1].chunk, q))
+        return lines
+
+    def _see_also(self, n: int, c: Chunk, q: set[str]) -> str:
+        if c.kind in HISTORY_KINDS:
+            return f"See also {history_line(c)} [{n}]"
+        sentence = self._best_sentence(c.text, q)
+        code = self._best_code_lines(c.text, q, limit=1)
+        detail = _shorten(sentence, 160) or (code[0] if code else "")
+        label = _label(c)
+        return f"See also {label} ({_where(c)}): {detail} [{n}]" if detail else f"See also {label} [{n}]"
+
+    def _usage(self, chosen: list[Hit], q: set[str]) -> tuple[list[str], int]:
+        """The usage example (docstring `>>>` session, code fence or example chunk) that best matches the question."""
+        best: tuple[float, int, Example] | None = None
+        for n, hit in enumerate(chosen, 1):
+            owner = hit.chunk.symbol.split(".")[0]
+            for ex in examples(hit.chunk):
+                if INSTRUCTION_LIKE.search(" ".join(ex.lines)):
+                    continue
+                text = " ".join(ex.lines)
+                score = len(q & _stems(text)) + (0.5 if owner and owner in text else 0.0) - 0.01 * n
+                if best is None or score > best[0]:
+                    best = (score, n, ex)
+        if best is None or best[0] < 2:  # an example that only names the class does not show how
+            return [], 1
+        _, n, ex = best
+        c = chosen[n - 1].chunk
+        owner = c.symbol.split(".")[-1] if c.symbol else ""
+        keep = [
+            i
+            for i, line in enumerate(ex.lines)
+            if q & _stems(line) or (owner and owner in line) or re.search(r"\w\(.*=", line)
+        ]
+        if len(ex.lines) <= 4:
+            keep = list(range(len(ex.lines)))
+        keep = keep[:4] or list(range(min(3, len(ex.lines))))
+        lines = [f"Usage from {_label(c)} ({_where(c)}): [{n}]"]
+        lines.extend(f"    `{ex.lines[i][:160]}` [{n}]" for i in keep)
+        return lines, n
+
+    def _argument_lines(self, chosen: list[Hit], q: set[str], numbered: set[str]) -> tuple[list[str], int]:
+        """The documented argument(s) the question is about, each with its default quoted as written."""
+        scored: list[tuple[float, int, Argument]] = []
+        for n, hit in enumerate(chosen, 1):
+            for arg in arguments(hit.chunk):
+                if INSTRUCTION_LIKE.search(f"{arg.head} {arg.description}"):
+                    continue
+                name = _stems(arg.name.replace("_", " "))
+                score = 2 * len(q & name) + len(q & _stems(arg.description)) + (0.5 if arg.default else 0.0)
+                # "4-bit" is the `load_in_4bit` flag, not `load_in_8bit`: numbered terms must match as written.
+                score += 2 * sum(1 for term in numbered if term in arg.name.lower().replace("_", ""))
+                if score > 0:
+                    scored.append((score - 0.01 * n, n, arg))
+        if not scored:
+            return [], 1
+        scored.sort(key=lambda t: -t[0])
+        top_score, n, top = scored[0]
+        picked = [(n, top)] + [(m, a) for s, m, a in scored[1:3] if s >= 0.6 * top_score and a.name != top.name]
+        lines = []
+        c = chosen[n - 1].chunk
+        usage = usage_from_argument(c, top)
+        if usage:
+            lines.append(f"Set `{top.name}` of {_label(c)} ({_where(c)}), for example: [{n}]")
+            lines.append(f"    `{usage}` [{n}]")
+        for m, arg in picked[:2]:
+            owner = _label(chosen[m - 1].chunk)
+            desc = _shorten(arg.description, 200)
+            lines.append(f"{owner} argument `{arg.head.rstrip(':')[:160]}`" + (f": {desc}" if desc else "") + f" [{m}]")
+        return lines, n
+
+    def _reason(self, chosen: list[Hit], q: set[str]) -> tuple[list[str], int]:
+        """The sentence or comment that explains (because, so that, to avoid, otherwise, when ...)."""
+        best: tuple[float, int, str] | None = None
+        for n, hit in enumerate(chosen, 1):
+            for sentence in _sentences(hit.chunk.text):
+                overlap = len(q & _stems(sentence))
+                if not overlap:
+                    continue
+                score = overlap + (1.0 if EXPLAINS.search(sentence) else 0.0) - 0.3 * (n - 1)
+                if best is None or score > best[0]:
+                    best = (score, n, sentence)
+        if best is None:
+            return [], 1
+        _, n, sentence = best
+        c = chosen[n - 1].chunk
+        return [f"{_label(c)} in {_where(c)}: {_shorten(sentence, 260)} [{n}]"], n
+
+    def _raise_lines(self, chosen: list[Hit], q: set[str]) -> tuple[list[str], int]:
+        """The `raise` whose message matches the question, with its guarding condition."""
+        best: tuple[float, int, tuple[str, ...]] | None = None
+        for n, hit in enumerate(chosen, 1):
+            for r in raises(hit.chunk):
+                text = " ".join(r.lines)
+                if INSTRUCTION_LIKE.search(text):
+                    continue
+                score = len(q & _stems(text)) - 0.3 * (n - 1)
+                if best is None or score > best[0]:
+                    best = (score, n, r.lines)
+        if best is None or best[0] <= 0:
+            return [], 1
+        _, n, raise_lines = best
+        c = chosen[n - 1].chunk
+        lines = [f"Raised in {_label(c)} ({_where(c)}): [{n}]"]
+        lines.extend(f"    `{line[:160]}` [{n}]" for line in raise_lines[:5])
+        return lines, n
+
+    def _best_sentence(self, text: str, q: set[str], exclude: str = "") -> str:
         """The prose sentence (docstring, comment or doc text) sharing most words with the question."""
-        prose = _prose(text)
         best, best_score = "", 0.0
-        for sentence in SENTENCE.split(prose):
-            sentence = " ".join(sentence.split())
-            if len(sentence) < 20 or INSTRUCTION_LIKE.search(sentence):
+        for sentence in _sentences(text):
+            if sentence[:60] in exclude:
                 continue
             overlap = len(q & _stems(sentence))
             score = overlap + 0.1 / (1 + len(sentence) / 200)
@@ -126,21 +294,52 @@ class ExtractiveAnswerer:
                 best, best_score = sentence, score
         return best[:300] + ("..." if len(best) > 300 else "")
 
-    def _best_code_lines(self, text: str, q: set[str], limit: int) -> list[str]:
+    def _best_code_lines(
+        self, text: str, q: set[str], limit: int, exclude: str = "", code_only: bool = False
+    ) -> list[str]:
+        """Lines sharing most words with the question; with `code_only`, never a docstring line (prose is quoted as
+        sentences), and statements before parameter lines."""
+        if limit <= 0:
+            return []
+        in_doc = _docstring_lines(text) if code_only else set()
         scored = []
         for i, line in enumerate(text.splitlines()):
             stripped = line.strip()
             if (
                 not stripped
-                or stripped.startswith(("#", "@", '"""', "'''", "module ", "Defines: "))
+                or i in in_doc
+                or stripped.startswith(("#", "@", '"""', "'''", "module ", "Defines: ", ">>>"))
                 or INSTRUCTION_LIKE.search(stripped)
+                or stripped[:160] in exclude
             ):
                 continue
             overlap = len(q & _stems(stripped))
             if overlap:
-                scored.append((overlap, -i, stripped[:160]))
+                # A statement (assignment, call, return, condition) says more than a parameter line or a `def`.
+                weight = overlap + (0.5 if code_only and _STATEMENT.search(stripped) else 0.0)
+                scored.append((weight, -i, stripped[:160]))
         scored.sort(reverse=True)
         return [f"`{line}`" for _, _, line in scored[:limit]]
+
+
+_STATEMENT = re.compile(r"^(return|if|elif|for|while|raise)\b|[^=!<>]=[^=]|\w\(")
+_QUOTES = ('"""', "'''")
+
+
+def _docstring_lines(text: str) -> set[int]:
+    """0-based indexes of the lines inside triple-quoted strings, their quote lines included."""
+    inside: set[int] = set()
+    open_quote = ""
+    for i, line in enumerate(text.splitlines()):
+        toggled = False
+        for quote in _QUOTES:
+            if open_quote in ("", quote) and line.count(quote) % 2 == 1:
+                open_quote = "" if open_quote else quote
+                toggled = True
+                break
+        if toggled or open_quote or line.strip().startswith(_QUOTES):
+            inside.add(i)
+    return inside
 
 
 def history_line(c: Chunk) -> str:
@@ -165,6 +364,30 @@ def history_line(c: Chunk) -> str:
         first = c.text.splitlines()[0] if c.text else ""
         subject = first.split(": ", 1)[1] if ": " in first else first
     return f"{head} ({', '.join(links)}): {subject}" if links else f"{head}: {subject}"
+
+
+def _numbered(question: str) -> set[str]:
+    """Terms with a digit as the question writes them, hyphens dropped: "4-bit" -> "4bit", "fp16" -> "fp16"."""
+    tokens = re.findall(r"[a-z0-9]+", question.lower().replace("-", ""))
+    return {t for t in tokens if any(ch.isdigit() for ch in t) and any(ch.isalpha() for ch in t)}
+
+
+def _sentences(text: str) -> list[str]:
+    """Prose sentences of a chunk long enough to say something, never an instruction-like one."""
+    out = []
+    for sentence in SENTENCE.split(_prose(text)):
+        sentence = " ".join(sentence.split())
+        if len(sentence) >= 20 and not INSTRUCTION_LIKE.search(sentence):
+            out.append(sentence)
+    return out
+
+
+def _label(c: Chunk) -> str:
+    return f"`{c.symbol}`" if c.symbol else f"`{c.path}`"
+
+
+def _where(c: Chunk) -> str:
+    return f"{c.path}:{c.start_line}-{c.end_line}"
 
 
 def _prose(text: str) -> str:
