@@ -1,0 +1,139 @@
+"""Confidence that means something: calibrated P(the answer cites the right symbol) and P(the question is in scope).
+
+Both are logistic models over what the ranked hits look like for the question: the ranker's probabilities of the
+top hits and the gap between them, the dense similarity, how much of the question the top hits cover, and how many
+of the question's words appear in no candidate at all ("PyTorch Lightning's Trainer" shares `Trainer` with the
+repository, `lightning` with nothing in it). They are trained on the tuning half of the dev set and the tuning
+out-of-scope questions (`tqa train ranker`); the abstention threshold is chosen there, never on the test half.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+
+from ml.rank import words
+from ml.types import Hit
+
+FEATURES = ["bias", "p1", "p2", "margin", "dense", "coverage", "unmatched", "unmatched_any", "top_kind_code"]
+
+
+def features(question: str, hits: list[Hit]) -> np.ndarray:
+    """One row of FEATURES for a question and its ranked hits (scores are ranker probabilities)."""
+    q = set(words(question))
+    scores = [h.score for h in hits[:2]] + [0.0, 0.0]
+    texts = [f"{h.chunk.symbol} {h.chunk.path} {h.chunk.text}" for h in hits]
+    top = set(words(" ".join(texts[:3])))
+    anywhere = set(words(" ".join(texts)))
+    coverage = len(q & top) / len(q) if q else 0.0
+    unmatched = len(q - anywhere)
+    kind = hits[0].chunk.kind if hits else ""
+    row = {
+        "bias": 1.0,
+        "p1": scores[0],
+        "p2": scores[1],
+        "margin": scores[0] - scores[1],
+        "dense": max((h.dense for h in hits[:5]), default=0.0),
+        "coverage": coverage,
+        "unmatched": unmatched / len(q) if q else 1.0,
+        "unmatched_any": 1.0 if unmatched else 0.0,
+        "top_kind_code": 1.0 if kind in ("class", "function", "method", "argument", "example") else 0.0,
+    }
+    return np.asarray([[row[f] for f in FEATURES]], dtype=np.float32)
+
+
+@dataclass
+class Logistic:
+    weights: list[float]
+    mean: list[float]
+    scale: list[float]
+
+    def probability(self, x: np.ndarray) -> float:
+        z = (x[0] - np.asarray(self.mean)) / np.asarray(self.scale)
+        return float(1.0 / (1.0 + np.exp(-(z @ np.asarray(self.weights)))))
+
+
+@dataclass
+class ConfidenceModel:
+    """`correct`: P(a top-3 source is a gold symbol); `scope`: P(answerable); abstain below `threshold` of scope."""
+
+    correct: Logistic
+    scope: Logistic
+    threshold: float
+    features: list[str] = field(default_factory=lambda: list(FEATURES))
+    trained_on: dict[str, object] = field(default_factory=dict)
+
+    def assess(self, question: str, hits: list[Hit]) -> tuple[float, bool]:
+        """(confidence, abstain) for a question and its ranked hits."""
+        if not hits:
+            return 0.0, True
+        x = features(question, hits)
+        return round(self.correct.probability(x), 3), self.scope.probability(x) < self.threshold
+
+    def save(self, path: Path) -> None:
+        data = {
+            "correct": self.correct.__dict__,
+            "scope": self.scope.__dict__,
+            "threshold": self.threshold,
+            "features": self.features,
+            "trained_on": self.trained_on,
+        }
+        path.write_text(json.dumps(data, indent=1) + "\n")
+
+    @classmethod
+    def load(cls, path: Path) -> ConfidenceModel:
+        data = json.loads(path.read_text())
+        if data["features"] != FEATURES:
+            raise ValueError(f"{path} was trained on other features; retrain it with `tqa train ranker`.")
+        return cls(
+            Logistic(**data["correct"]),
+            Logistic(**data["scope"]),
+            data["threshold"],
+            data["features"],
+            data["trained_on"],
+        )
+
+
+def default_confidence() -> ConfidenceModel | None:
+    resource = resources.files("ml").joinpath("data/confidence.json")
+    if not resource.is_file():
+        return None
+    return ConfidenceModel.load(Path(str(resource)))
+
+
+def fit_logistic(x: np.ndarray, y: np.ndarray, c: float = 1.0) -> Logistic:
+    from sklearn.linear_model import LogisticRegression
+
+    mean, scale = x.mean(axis=0), x.std(axis=0)
+    scale[scale == 0] = 1.0
+    mean[0], scale[0] = 0.0, 1.0
+    model = LogisticRegression(C=c, fit_intercept=False, max_iter=2000)
+    model.fit((x - mean) / scale, y)
+    return Logistic([float(w) for w in model.coef_[0]], [float(m) for m in mean], [float(s) for s in scale])
+
+
+def auroc(scores: list[float], labels: list[int]) -> float:
+    """Area under the ROC curve: the chance a random positive scores above a random negative (ties count half)."""
+    pos = [s for s, y in zip(scores, labels, strict=True) if y]
+    neg = [s for s, y in zip(scores, labels, strict=True) if not y]
+    if not pos or not neg:
+        return float("nan")
+    wins = sum((p > n) + 0.5 * (p == n) for p in pos for n in neg)
+    return wins / (len(pos) * len(neg))
+
+
+def reliability(scores: list[float], labels: list[int], bins: int = 5) -> list[tuple[float, float, int]]:
+    """(mean confidence, accuracy, count) per equal-width confidence bin, for a reliability plot."""
+    out = []
+    for b in range(bins):
+        lo, hi = b / bins, (b + 1) / bins
+        members = [(s, y) for s, y in zip(scores, labels, strict=True) if lo <= s < hi or (b == bins - 1 and s == 1.0)]
+        if members:
+            out.append(
+                (sum(s for s, _ in members) / len(members), sum(y for _, y in members) / len(members), len(members))
+            )
+    return out
