@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 export PATH := $(abspath $(BIN)):$(PATH)
 
 .DEFAULT_GOAL := help
-.PHONY: help setup deps weaviate run test test-unit test-integration bench lint format mlflow dataset eval register sync
+.PHONY: help setup deps weaviate run test test-unit test-integration bench lint format mlflow dataset eval register sync browser
 REPO_PATH ?= .
 EVAL_OUT ?= .tqa/eval-report
 
@@ -29,14 +29,17 @@ run: setup ## The main job: index the installed transformers package, then ask i
 	$(BIN)/tqa ingest
 	$(BIN)/tqa ask "How do I load a model in 4-bit?"
 
-test: setup infra-tools ## Unit and integration tests (starts its own Weaviate, MLflow, BentoML, Ansible targets on 127.0.0.1)
+test: setup infra-tools browser ## Unit and integration tests (starts its own Weaviate, MLflow, BentoML, Ansible targets on 127.0.0.1)
 	$(BIN)/pytest -q tests
 
 test-unit: deps ## Unit tests only (no services)
 	$(BIN)/pytest -q tests/unit
 
-test-integration: setup infra-tools ## Integration tests only (real Weaviate, MLflow, BentoML, Ansible targets on 127.0.0.1)
+test-integration: setup infra-tools browser ## Integration tests only (real Weaviate, MLflow, BentoML, Ansible targets on 127.0.0.1)
 	$(BIN)/pytest -q tests/integration
+
+browser: ## Headless Chromium and chromedriver (Debian packages) for the web page's browser tests
+	bash scripts/ui/install-browser.sh
 
 dataset: deps ## Build the QA dataset from the index (JSONL + manifest under the data dir)
 	$(BIN)/tqa dataset build

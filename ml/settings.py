@@ -73,6 +73,8 @@ class Settings(BaseSettings):
     mlflow_tracking_uri: str = Field(default="http://127.0.0.1:5000", description="Where eval runs are logged.")
     mlflow_port: int = 5000
     mlflow_experiment: str = "tqa-eval"
+    tracing: bool = Field(default=False, description="Log every /ask as an MLflow trace (query log).")
+    trace_experiment: str = Field(default="tqa-queries", description="MLflow experiment holding the /ask traces.")
     registered_model: str = Field(default="tqa-qa", description="Registry name of the answering pipeline.")
 
     # Serving.
@@ -106,6 +108,11 @@ class Settings(BaseSettings):
     @property
     def state_db(self) -> Path:
         return self.data_dir / "state.sqlite"
+
+    @property
+    def feedback_db(self) -> Path:
+        """Asked questions, ratings and corrections (SQLite, WAL): see ml/feedback/store.py."""
+        return self.data_dir / "feedback.sqlite"
 
     @property
     def binary_dir(self) -> Path:

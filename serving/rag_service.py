@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from http import HTTPStatus
 from typing import Any
@@ -9,9 +10,12 @@ from typing import Any
 import bentoml
 from pydantic import Field
 
+from ml.feedback.store import FeedbackError, FeedbackStore, new_query_id, validate_feedback
 from ml.pipeline import MAX_K, QA, InvalidQuestion
 from ml.settings import Settings
+from ml.tracking.traces import make_tracer
 from ml.types import SearchResult
+from serving.web_page import make_app
 
 os.environ.setdefault("BENTOML_DO_NOT_TRACK", "true")
 
@@ -24,18 +28,50 @@ class BadRequest(bentoml.exceptions.BentoMLException):
     error_code = HTTPStatus.BAD_REQUEST
 
 
+class NotFound(bentoml.exceptions.BentoMLException):
+    error_code = HTTPStatus.NOT_FOUND
+
+
 ASK_LATENCY = bentoml.metrics.Histogram(
     name="tqa_ask_seconds",
     documentation="Time to answer a question, seconds.",
     buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
 )
 ABSTENTIONS = bentoml.metrics.Counter(name="tqa_abstentions", documentation="Questions answered with an abstention.")
+FEEDBACK = bentoml.metrics.Counter(
+    name="tqa_feedback", documentation="Ratings recorded durably, by rating.", labelnames=["rating"]
+)
+TRACE_ERRORS = bentoml.metrics.Counter(name="tqa_trace_errors", documentation="Answers whose trace failed.")
+EXCERPT_CHARS = 1500
 
 
-def _check(exc: InvalidQuestion) -> bentoml.exceptions.BentoMLException:
+def _check(exc: InvalidQuestion | FeedbackError) -> bentoml.exceptions.BentoMLException:
+    if exc.status == 404:
+        return NotFound(str(exc))
     return RequestTooLarge(str(exc)) if exc.status == 413 else BadRequest(str(exc))
 
 
+def _excerpts(sources: list[dict[str, Any]], hits: list[Any]) -> dict[str, str]:
+    """Cited text by citation number, so the page can show the code behind [n] without another request."""
+    by_span = {(h.chunk.path, h.chunk.start_line, h.chunk.end_line): h.chunk.text for h in hits}
+    out = {}
+    for s in sources:
+        text = by_span.get((s["path"], s["start_line"], s["end_line"]))
+        if text is not None:
+            out[str(s["n"])] = text[:EXCERPT_CHARS]
+    return out
+
+
+def _trace_tags(settings: Settings) -> dict[str, str]:
+    return {
+        "tqa.environment": settings.environment,
+        "tqa.model_version": getattr(settings, "model_version", None) or "",
+        "tqa.model_alias": getattr(settings, "model_alias", None) or "",
+        "tqa.llm_model": settings.llm_model if settings.answerer == "llm" else "",
+    }
+
+
+@bentoml.asgi_app(make_app(), path="/", name="web")
 @bentoml.service(name="tqa-rag", traffic={"timeout": 30, "concurrency": 32}, workers=2)
 class RAGService:
     """Answers questions about the Transformers repository with numbered, pinned citations."""
@@ -49,6 +85,8 @@ class RAGService:
         self.settings = Settings()
         self.qa = QA(self.settings, batch_queries=True)
         self.qa.warm_up()
+        self.feedback_store = FeedbackStore(self.settings.feedback_db)
+        self.tracer = make_tracer(self.settings, tags=_trace_tags(self.settings))
 
     def __is_ready__(self) -> bool:
         return self.qa.index.client.is_ready()
@@ -57,20 +95,58 @@ class RAGService:
     # message is a validation dump, and the API promises one sentence ("k must be between 1 and 50.").
     @bentoml.api(route="/ask")
     def ask(
-        self, question: str = Field(default=""), k: int = Field(default=5, description=f"Sources, 1 to {MAX_K}.")
+        self,
+        question: str = Field(default=""),
+        k: int = Field(default=5, description=f"Sources, 1 to {MAX_K}."),
+        excerpts: bool = Field(default=False, description="Also return the cited text by citation number."),
     ) -> dict[str, Any]:
-        """Answer a question; the JSON carries answer, confidence, abstained, sources and timings_ms."""
+        """Answer a question; the JSON carries query_id, answer, confidence, abstained, sources and timings_ms."""
         import time
 
-        started = time.perf_counter()
+        started, started_ns = time.perf_counter(), time.time_ns()
+        hits: list[Any] = []
         try:
-            answer = self.qa.ask(question, k=k)
+            answer = self.qa.ask(question, k=k, hits_out=hits)
         except InvalidQuestion as exc:
             raise _check(exc) from exc
         ASK_LATENCY.observe(time.perf_counter() - started)
         if answer.abstained:
             ABSTENTIONS.inc()
-        return answer.model_dump()
+        query_id = new_query_id()
+        out = answer.model_dump()
+        trace_id = ""
+        if self.tracer is not None:
+            try:
+                trace_id = self.tracer.record(query_id, question.strip(), out, started_ns)
+            except Exception:  # a broken query log must not cost the answer; the log says what broke
+                TRACE_ERRORS.inc()
+                logging.getLogger(__name__).exception("Tracing /ask failed")
+        cited = _excerpts(out["sources"], hits)
+        # The log keeps the cited text, so a reviewed correction becomes a dataset pair with its context.
+        self.feedback_store.log_query(query_id, question.strip(), {**out, "excerpts": cited}, trace_id=trace_id)
+        out["query_id"] = query_id
+        if excerpts:
+            out["excerpts"] = cited
+        return out
+
+    @bentoml.api(route="/feedback")
+    def feedback(
+        self,
+        ctx: bentoml.Context,
+        query_id: str = Field(default=""),
+        rating: str = Field(default="", description="up or down."),
+        comment: str | None = None,
+        correction: str | None = Field(default=None, description="The right answer, for review."),
+    ) -> dict[str, Any]:
+        """Rate an answer by its query_id; 201 once the rating is on disk, 404 for an unknown query_id."""
+        client = ctx.request.client.host if ctx.request.client else ""
+        try:
+            recorded = self.feedback_store.record(validate_feedback(query_id, rating, comment, correction, client))
+        except FeedbackError as exc:
+            raise _check(exc) from exc
+        FEEDBACK.labels(rating=recorded["rating"]).inc()
+        ctx.response.status_code = HTTPStatus.CREATED
+        return recorded
 
     @bentoml.api(route="/search")
     def search(

@@ -17,6 +17,7 @@ Category = Literal[
     "commit_file_change",
     "issue_resolution",
     "pr_change",
+    "user_correction",
 ]
 Split = Literal["train", "eval"]
 

@@ -7,7 +7,7 @@ import sys
 import typer
 
 from ml.errors import UserError
-from ops.cli import dataset, evaluate, index, infra, query
+from ops.cli import dataset, evaluate, feedback, index, infra, query
 
 HELP = "Transformers QA: ask the HuggingFace Transformers repository a question, get a cited answer."
 
@@ -33,6 +33,12 @@ eval_app.command()(evaluate.retrieval)
 eval_app.command()(evaluate.run)
 app.add_typer(eval_app, name="eval")
 app.command()(evaluate.register)
+
+feedback_app = _group("Ratings and corrections people sent from the web page: review them, export approved pairs.")
+for command in (feedback.review, feedback.approve, feedback.reject, feedback.export, feedback.stats):
+    feedback_app.command()(command)
+app.add_typer(feedback_app, name="feedback")
+app.command()(feedback.dashboard)
 
 dataset_app = _group("Build and check the QA dataset generated from the index.")
 dataset_app.command()(dataset.build)

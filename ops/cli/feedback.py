@@ -1,0 +1,99 @@
+"""`tqa feedback review|approve|reject|export|stats`: the review queue of corrections people sent from the page."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from ml.settings import Settings
+from ops.cli._io import console, out, print_json
+
+
+def _store():  # type: ignore[no-untyped-def]
+    from ml.feedback.store import FeedbackStore
+
+    return FeedbackStore(Settings().feedback_db)
+
+
+def review(
+    status: Annotated[str, typer.Option(help="pending, approved or rejected.")] = "pending",
+    limit: Annotated[int, typer.Option(help="At most this many, oldest first.")] = 20,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the queue as JSON lines.")] = False,
+) -> None:
+    """Corrections waiting for review, each with its question, the answer it corrects and the proposed answer."""
+    from ml.errors import UserError
+
+    if status not in ("pending", "approved", "rejected"):
+        raise UserError("--status must be pending, approved or rejected.")
+    with _store() as store:
+        items = store.review_queue(status, limit)  # type: ignore[arg-type]
+    if as_json:
+        for item in items:
+            print_json(item)
+        return
+    if not items:
+        console.print(f"No {status} corrections.")
+    for item in items:
+        out.print(f"[bold]{item['query_id']}[/]  rated {item['rating']}")
+        out.print(f"  question:   {item['question']}", markup=False, highlight=False)
+        out.print(f"  answer:     {item['answer']['answer'][:300]}", markup=False, highlight=False)
+        if item["comment"]:
+            out.print(f"  comment:    {item['comment']}", markup=False, highlight=False)
+        out.print(f"  correction: {item['reviewed_answer'] or item['correction']}", markup=False, highlight=False)
+    if items and status == "pending":
+        console.print("Approve with `tqa feedback approve ID [--answer TEXT]`, reject with `tqa feedback reject ID`.")
+
+
+def approve(
+    query_id: Annotated[str, typer.Argument(help="The query id shown by `tqa feedback review`.")],
+    answer: Annotated[str | None, typer.Option(help="An edited answer to keep instead of the proposed one.")] = None,
+) -> None:
+    """Approve a correction (optionally edited); `tqa feedback export` turns it into a dataset pair."""
+    with _store() as store:
+        store.decide(query_id, "approved", answer)
+    console.print(f"[green]Approved[/] {query_id}.")
+
+
+def reject(query_id: Annotated[str, typer.Argument(help="The query id shown by `tqa feedback review`.")]) -> None:
+    """Reject a correction; it never becomes a dataset pair."""
+    with _store() as store:
+        store.decide(query_id, "rejected")
+    console.print(f"Rejected {query_id}.")
+
+
+def export(
+    path: Annotated[Path | None, typer.Option(help="JSONL file (default: <data dir>/feedback/pairs.jsonl).")] = None,
+) -> None:
+    """Write every approved correction as a QA pair (category user_correction, source kind feedback)."""
+    from ml.feedback.export import export_pairs
+
+    target = path or Settings().data_dir / "feedback" / "pairs.jsonl"
+    with _store() as store:
+        n = export_pairs(store, target)
+    console.print(f"[green]Wrote[/] {n} pairs to {target}.")
+
+
+def stats() -> None:
+    """Online use from the query log: questions, abstention rate, latency percentiles, thumbs, review counts."""
+    with _store() as store:
+        print_json(store.stats(), indent=2)
+
+
+def dashboard(
+    port: Annotated[int, typer.Option(help="Port on 127.0.0.1.")] = 8501,
+) -> None:
+    """The maintainers' dashboard (Streamlit): online use, the review queue, the dataset, evaluation history."""
+    import importlib.util
+    import subprocess
+    import sys
+
+    from ml.errors import UserError
+
+    if importlib.util.find_spec("streamlit") is None:
+        raise UserError("The dashboard needs Streamlit: pip install 'transformers-qa[ui]'.")
+    app = Path(__file__).resolve().parent.parent / "dashboard" / "app.py"
+    command = [sys.executable, "-m", "streamlit", "run", str(app), "--server.address", "127.0.0.1"]
+    command += ["--server.port", str(port), "--server.headless", "true", "--browser.gatherUsageStats", "false"]
+    raise SystemExit(subprocess.call(command))

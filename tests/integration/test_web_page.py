@@ -1,0 +1,191 @@
+"""The web page in a real headless Chromium against a real `tqa serve`: ask, citations, thumbs, durable feedback."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+import pytest
+
+from ml.feedback.store import FeedbackStore, new_query_id
+from tests.integration.conftest import Indexed
+from tests.support.browser import chromium
+from tests.support.serve import Served, start_service
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+QUESTION = "How is RMS normalization implemented in Llama?"
+
+
+def error_of(response: httpx.Response) -> str:
+    body = response.json()
+    # BentoML 1.4 wraps a 4xx error object in a list: https://github.com/bentoml/BentoML/issues/4232
+    return (body[0] if isinstance(body, list) else body)["error"]
+
+
+@pytest.fixture(scope="module")
+def served(indexed: Indexed, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+    s = start_service(indexed.settings, tmp_path_factory.mktemp("web"))
+    try:
+        yield s
+    finally:
+        s.stop()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[object]:
+    driver = chromium()
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+def _shot(driver: object, tmp_path: Path, name: str) -> None:
+    """Save a screenshot next to the test's files, and into $SCREENSHOT_DIR when set (to look at the page)."""
+    path = tmp_path / f"{name}.png"
+    driver.save_screenshot(str(path))  # type: ignore[attr-defined]
+    if os.environ.get("SCREENSHOT_DIR"):
+        shutil.copy(path, Path(os.environ["SCREENSHOT_DIR"]) / path.name)
+
+
+def _ask(driver: object, url: str, question: str) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+    from selenium.webdriver.support import expected_conditions as ec
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    driver.get(url + "/")  # type: ignore[attr-defined]
+    box = driver.find_element(By.ID, "question")  # type: ignore[attr-defined]
+    box.send_keys(question)
+    box.send_keys(Keys.ENTER)
+    WebDriverWait(driver, 30).until(
+        lambda d: d.execute_script("return window.tqaTimings.shown > 0 || document.getElementById('status').className")
+    )
+    WebDriverWait(driver, 5).until(ec.visibility_of_element_located((By.ID, "result")))
+
+
+def test_page_and_assets_are_served_locally_with_a_strict_policy(served: Served) -> None:
+    page = httpx.get(served.url + "/")
+    assert page.status_code == 200 and "<title>Transformers QA</title>" in page.text
+    assert "script-src 'self'" in page.headers["content-security-policy"]
+    assert "http" not in page.text.split("<body>")[0].replace('name="viewport"', "")  # nothing from a CDN
+    for asset in ("/ui/app.js", "/ui/style.css"):
+        assert httpx.get(served.url + asset).status_code == 200
+    # The API is still where it was: the page's mount does not shadow it.
+    assert httpx.get(served.url + "/readyz").status_code == 200
+
+
+def test_ask_cite_thumbs_down_with_a_correction(served: Served, browser, indexed: Indexed, tmp_path: Path) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    _ask(browser, served.url, QUESTION)
+    assert not browser.find_element(By.ID, "abstained").is_displayed()
+    sources = browser.find_elements(By.CSS_SELECTOR, "#sources li")
+    assert sources, "the answer shows numbered sources"
+    link = sources[0].find_element(By.CSS_SELECTOR, "a.src-link")
+    assert link.get_attribute("href").startswith("https://github.com/")
+    assert "#L" in link.get_attribute("href"), "a code citation opens the pinned lines"
+    cites = browser.find_elements(By.CSS_SELECTOR, "#answer a.cite")
+    assert cites, "the answer text links its [n] citations"
+    cites[0].click()
+    n = cites[0].text.strip("[]")
+    details = browser.find_element(By.CSS_SELECTOR, f"#source-{n} details")
+    assert details.get_attribute("open") is not None, "clicking [n] expands the cited code"
+    assert "def " in details.find_element(By.TAG_NAME, "code").text or "class " in details.text
+    timings = browser.execute_script("return window.tqaTimings")
+    print(f"first answer visible {timings['shown'] - timings['submitted']:.0f} ms after submit")
+    _shot(browser, tmp_path, "answer")
+
+    query_id = browser.find_element(By.ID, "result").get_attribute("data-query-id")
+    browser.find_element(By.TAG_NAME, "body").send_keys("-")  # keyboard: '-' is thumbs down
+    comment = browser.find_element(By.ID, "comment")
+    WebDriverWait(browser, 5).until(lambda d: comment.is_displayed())
+    comment.send_keys("It should mention the variance.")
+    browser.find_element(By.ID, "correction").send_keys("LlamaRMSNorm scales by the root mean square.")
+    browser.find_element(By.ID, "correction").send_keys(Keys.CONTROL, Keys.ENTER)
+    status = browser.find_element(By.ID, "feedback-status")
+    WebDriverWait(browser, 10).until(lambda d: "Recorded" in status.text)
+    assert "waiting for review" in status.text
+    _shot(browser, tmp_path, "feedback")
+
+    with FeedbackStore(indexed.settings.feedback_db) as store:
+        row = store.feedback(query_id)
+        [queued] = [q for q in store.review_queue() if q["query_id"] == query_id]
+    assert row["rating"] == "down" and row["comment"] == "It should mention the variance."
+    assert queued["question"] == QUESTION
+    assert queued["correction"] == "LlamaRMSNorm scales by the root mean square."
+
+
+def test_abstention_is_shown_as_such(served: Served, browser, tmp_path: Path) -> None:
+    from selenium.webdriver.common.by import By
+
+    _ask(browser, served.url, "What is a good recipe for lasagna?")
+    assert browser.find_element(By.ID, "abstained").is_displayed()
+    assert browser.find_element(By.ID, "abstained").text == "Not found in the repository"
+    assert not browser.find_elements(By.CSS_SELECTOR, "#sources li")
+    _shot(browser, tmp_path, "abstained")
+
+
+def test_injected_markup_is_shown_as_text_never_run(served: Served, browser, tmp_path: Path) -> None:
+    from selenium.webdriver.common.by import By
+
+    attack = '<img src=x onerror="window.pwned=1"><script>window.pwned=2</script> RMSNorm [1]'
+    _ask(browser, served.url, attack)
+    assert browser.execute_script("return window.pwned === undefined")
+    assert not browser.find_elements(By.CSS_SELECTOR, "#result img, #result script")
+    # An error message from the server is text too.
+    browser.execute_script("document.getElementById('question').value = ''")
+    browser.find_element(By.ID, "ask-button").click()
+    assert browser.find_element(By.ID, "status").text == "Type a question first."
+
+
+def test_phone_width_keeps_the_page_readable(served: Served, tmp_path: Path) -> None:
+    driver = chromium(width=390, height=844)
+    try:
+        _ask(driver, served.url, QUESTION)
+        overflow = driver.execute_script("return document.documentElement.scrollWidth - window.innerWidth")
+        _shot(driver, tmp_path, "phone")
+    finally:
+        driver.quit()
+    assert overflow <= 0, f"the page scrolls sideways by {overflow}px on a phone"
+
+
+def test_feedback_api_rejects_bad_input_with_one_sentence(served: Served) -> None:
+    unknown = httpx.post(f"{served.url}/feedback", json={"query_id": new_query_id(), "rating": "up"})
+    assert unknown.status_code == 404 and "No answer has query_id" in error_of(unknown)
+    bad = httpx.post(f"{served.url}/feedback", json={"query_id": "x", "rating": "up"})
+    assert bad.status_code == 400 and error_of(bad) == "query_id must be the 32-character id returned by /ask."
+    qid = httpx.post(f"{served.url}/ask", json={"question": QUESTION}).json()["query_id"]
+    big = httpx.post(f"{served.url}/feedback", json={"query_id": qid, "rating": "down", "comment": "x" * 5000})
+    assert big.status_code == 413
+    ok = httpx.post(f"{served.url}/feedback", json={"query_id": qid, "rating": "up"})
+    assert ok.status_code == 201 and ok.json()["rating"] == "up"
+
+
+def test_acknowledged_feedback_survives_kill_9(served: Served, indexed: Indexed) -> None:
+    """Concurrent ratings, then SIGKILL right after the last 201: every acknowledged rating is on disk."""
+    ids = [httpx.post(f"{served.url}/ask", json={"question": QUESTION}).json()["query_id"] for _ in range(5)]
+
+    def rate(i: int) -> str | None:
+        qid = ids[i % len(ids)]
+        body = {"query_id": qid, "rating": "down", "comment": f"post {i}", "correction": f"answer {i}"}
+        r = httpx.post(f"{served.url}/feedback", json=body, timeout=30)
+        return f"{qid}:{i}" if r.status_code == 201 else None
+
+    with ThreadPoolExecutor(8) as pool:
+        acked = [a for a in pool.map(rate, range(60)) if a]
+    served.kill9()
+    assert len(acked) == 60
+    with FeedbackStore(indexed.settings.feedback_db) as store:
+        comments = {store.feedback(qid)["comment"] for qid in ids}
+    # The last write for each answer wins; each answer must hold one of the comments acknowledged for it.
+    for qid in ids:
+        mine = {f"post {a.split(':')[1]}" for a in acked if a.startswith(qid)}
+        assert comments & mine

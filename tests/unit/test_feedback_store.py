@@ -1,0 +1,93 @@
+"""The feedback store: validation, linking to a logged answer, replacement, the review queue and its numbers."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from ml.errors import UserError
+from ml.feedback.store import (
+    MAX_COMMENT_CHARS,
+    FeedbackError,
+    FeedbackStore,
+    new_query_id,
+    validate_feedback,
+)
+
+ANSWER = {"answer": "Use BitsAndBytesConfig [1].", "confidence": 0.8, "abstained": False, "answerer": "extractive",
+          "sources": [{"n": 1, "path": "a.py"}], "timings_ms": {"total_ms": 42.0}}  # fmt: skip
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> FeedbackStore:
+    with FeedbackStore(tmp_path / "feedback.sqlite") as s:
+        yield s
+
+
+def test_database_is_in_wal_mode(store: FeedbackStore) -> None:
+    mode = sqlite3.connect(store.path).execute("PRAGMA journal_mode").fetchone()[0]
+    assert mode == "wal"
+
+
+@pytest.mark.parametrize(
+    ("fields", "message", "status"),
+    [
+        ({"query_id": "nope"}, "query_id must be", 400),
+        ({"rating": "meh"}, "rating must be 'up' or 'down'", 400),
+        ({"comment": "x" * (MAX_COMMENT_CHARS + 1)}, "comment must be text of at most", 413),
+        ({"correction": 12}, "correction must be text", 413),
+        ({"comment": "a\x00b"}, "NUL", 400),
+    ],
+)
+def test_bad_feedback_is_one_sentence(fields: dict, message: str, status: int) -> None:
+    args = {"query_id": new_query_id(), "rating": "up", **fields}
+    with pytest.raises(FeedbackError, match=message) as info:
+        validate_feedback(**args)
+    assert info.value.status == status
+
+
+def test_rating_an_unknown_answer_is_404_and_stores_nothing(store: FeedbackStore) -> None:
+    with pytest.raises(FeedbackError, match="No answer has query_id") as info:
+        store.record(validate_feedback(new_query_id(), "down", correction="x"))
+    assert info.value.status == 404
+    assert store.review_queue() == []
+
+
+def test_second_rating_replaces_the_first_and_corrections_wait_for_review(store: FeedbackStore) -> None:
+    qid = new_query_id()
+    store.log_query(qid, "How do I load in 4-bit?", ANSWER)
+    assert store.record(validate_feedback(qid, "up"))["review"] == "none"
+    store.record(validate_feedback(qid, "down", comment="wrong class", correction="Use load_in_4bit=True."))
+    row = store.feedback(qid)
+    assert (row["rating"], row["comment"], row["review"]) == ("down", "wrong class", "pending")
+    [queued] = store.review_queue()
+    assert queued["question"] == "How do I load in 4-bit?"
+    assert queued["answer"]["answer"] == ANSWER["answer"]
+    assert store.stats()["down"] == 1 and store.stats()["up"] == 0
+
+
+def test_review_approves_with_an_edit_or_rejects(store: FeedbackStore) -> None:
+    a, b = new_query_id(), new_query_id()
+    for qid in (a, b):
+        store.log_query(qid, f"question {qid}", ANSWER)
+        store.record(validate_feedback(qid, "down", correction="The right answer."))
+    store.decide(a, "approved", answer="An edited answer.")
+    store.decide(b, "rejected")
+    assert store.review_queue() == []
+    [approved] = store.review_queue("approved")
+    assert approved["reviewed_answer"] == "An edited answer."
+    with pytest.raises(UserError, match="waits for review"):
+        store.decide(a, "rejected")
+    with pytest.raises(UserError, match="edited answer is empty"):
+        store.decide(b, "approved", answer="  ")
+
+
+def test_stats_count_questions_abstentions_and_latency(store: FeedbackStore) -> None:
+    for i, ms in enumerate([10.0, 20.0, 30.0, 400.0]):
+        store.log_query(new_query_id(), f"q{i}", {**ANSWER, "abstained": i == 0, "timings_ms": {"total_ms": ms}})
+    stats = store.stats()
+    assert stats["questions"] == 4
+    assert stats["abstention_rate"] == 0.25
+    assert stats["p95_ms"] == 400.0
