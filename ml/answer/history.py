@@ -70,7 +70,9 @@ _QUESTION_WORDS = frozenset(
     before after instead still ever was went go goes person contributor developer
     replace replaced rename renamed""".split()
 )
-_IDENT = re.compile(r"`([^`]+)`|\b([A-Za-z_][A-Za-z0-9_]*(?:_[A-Za-z0-9_]+|[a-z][A-Z][A-Za-z0-9]*)|\d[\w.]*)\b")
+_IDENT = re.compile(
+    r"`([^`]+)`|\b([A-Za-z_][A-Za-z0-9_]*(?:_[A-Za-z0-9_]+|[a-z][A-Z][A-Za-z0-9]*|[A-Za-z]\d[\w.]*)|\d[\w.]*)\b"
+)
 _AUTHOR = re.compile(r"^Author: (.+)$", re.M)
 _DIFF_AUTHOR = re.compile(r"^author: (.+)$", re.M)
 
@@ -189,6 +191,18 @@ def support(terms: dict[str, float], text: str) -> float:
     return found / sum(terms.values())
 
 
+def distinctive(terms: dict[str, float], texts: list[str]) -> dict[str, float]:
+    """Weigh up terms few of the retrieved commits contain: "LoRA" in every commit says nothing about which change
+    is meant, the one rare term ("Flax", "lora_temperature") decides whether the change happened at all."""
+    if not texts:
+        return terms
+    out = {}
+    for term, weight in terms.items():
+        share = sum(support({term: weight}, text) > 0 for text in texts) / len(texts)
+        out[term] = weight * (1 + 2 * (1 - share))
+    return out
+
+
 @dataclass
 class HistoryAnswerer:
     """Builds the answer to a history question from its retrieved commit and diff chunks.
@@ -209,7 +223,7 @@ class HistoryAnswerer:
         commits = group_commits(hits)
         if not kind or not commits:
             return None
-        terms = key_terms(question)
+        terms = distinctive(key_terms(question), [ev.text() for ev in commits])
         scored = [(support(terms, ev.text()), ev) for ev in commits]
         best = max(s for s, _ in scored)
         timings = lambda: {"answer_ms": (time.perf_counter() - started) * 1000}  # noqa: E731
