@@ -4,12 +4,15 @@ For each answerable question of `ml/eval/data/dev_v2.jsonl` this prints the shar
 question's `facts` (case-insensitive) and the share that cite the gold symbol, and splits the misses into
 "gold retrieved in the top 3 but facts missing" (the answer text's fault) and "gold not retrieved" (retrieval's).
 
-Two retrievals:
+Three retrievals:
 - `--retrieval index` (default): the real pipeline, `ml.pipeline.QA(Settings())`, over the configured index
   (`--data-dir` to point at another one). Numbers depend on the index and retriever you ran against.
 - `--retrieval oracle`: no index. The gold file (and alternative gold files) of the installed transformers package is
   chunked with the project's chunker and its chunks are ranked by word overlap with the question, the gold symbol's
   chunks first. It isolates the answer text from retrieval: every miss here is the answerer's.
+- `--mini-index DIR`: the real pipeline over an index of its own in DIR (built on first use, reused after): the mini
+  corpus of tests/support/corpus.py plus every gold file of the dev set, on free 127.0.0.1 ports. For when the full
+  index is not there (or busy being rebuilt); rankings differ from the full index's (fewer competitors).
 
     python -m bench.answer_facts --retrieval oracle [--split tune] [--show-misses]
 """
@@ -22,6 +25,7 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
+from ml.settings import Settings
 from ml.types import Answer, Hit
 
 DEV = Path(__file__).resolve().parents[1] / "ml" / "eval" / "data" / "dev_v2.jsonl"
@@ -76,23 +80,52 @@ class OracleRetriever:
         return [Hit(chunk=c, score=s, dense=0.6) for s, c in scored[:k]]
 
 
+def build_mini_index(data_dir: Path, rows: list[dict]) -> Settings:
+    """An index of the mini corpus plus the dev set's gold files in `data_dir` (ingest skips unchanged files)."""
+    from ml.index.embed import make_embedder
+    from ml.index.ingest import ingest
+    from ml.index.state import StateStore
+    from ml.index.weaviate_index import WeaviateIndex
+    from ml.settings import Settings
+    from tests.support.corpus import MINI_CORPUS_FILES, make_mini_corpus, transformers_root
+    from tests.support.ports import free_port
+
+    root = transformers_root()
+    gold = sorted({p.removeprefix("transformers/") for row in rows for p, _ in golds(row)})
+    files = sorted({*MINI_CORPUS_FILES, *(f for f in gold if (root / f).exists())})
+    corpus = make_mini_corpus(data_dir / "corpus", files)
+    settings = Settings(data_dir=data_dir / "data", weaviate_port=free_port(), weaviate_grpc_port=free_port())
+    state = StateStore(settings.state_db)
+    started = time.perf_counter()
+    try:
+        with WeaviateIndex.open(settings) as index:
+            report = ingest(corpus, index, state, make_embedder(settings))
+    finally:
+        state.close()
+    seconds = time.perf_counter() - started
+    print(f"mini index: {len(files)} files, {report.chunks_written} chunks written in {seconds:.0f} s")
+    return settings
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--retrieval", choices=("index", "oracle"), default="index")
     parser.add_argument("--split", choices=("tune", "test"), default=None, help="default: both")
     parser.add_argument("--data-dir", type=Path, default=None, help="index data dir (default: the configured one)")
+    parser.add_argument("--mini-index", type=Path, default=None, help="build/reuse a gold-files index in this dir")
     parser.add_argument("--show-misses", action="store_true", help="print each answer that misses a fact")
     args = parser.parse_args()
 
     from ml.answer.extractive import ExtractiveAnswerer
-    from ml.settings import Settings
 
     rows = load(args.split)
     settings = Settings(data_dir=args.data_dir) if args.data_dir else Settings()
+    if args.mini_index is not None:
+        settings = build_mini_index(args.mini_index, load(None))
     answerer = ExtractiveAnswerer(threshold=settings.abstain_threshold)
     qa = None
     oracle = None
-    if args.retrieval == "index":
+    if args.retrieval == "index" or args.mini_index is not None:
         from ml.pipeline import QA
 
         qa = QA(settings, answerer=answerer)
@@ -133,7 +166,7 @@ def main() -> None:
         if qa is not None:
             qa.close()
 
-    print(f"\nretrieval: {args.retrieval}" + (f" ({settings.data_dir})" if qa is not None else ""))
+    print(f"\nretrieval: {args.retrieval}" + (f" over {settings.data_dir}" if qa is not None else ""))
     print(f"{len(rows)} answerable questions in {time.perf_counter() - started:.1f} s")
     header = (
         f"{'split':6} {'kind':13} {'n':>4} {'facts':>7} {'cited':>7} {'gold@3':>7} {'gold@3,miss':>12} {'no gold':>8}"

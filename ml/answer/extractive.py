@@ -60,7 +60,7 @@ class ExtractiveAnswerer:
 
     def __init__(
         self,
-        threshold: float = 0.5,
+        threshold: float | None = None,
         max_sources: int = 3,
         max_lines: int = 8,
         model: ConfidenceModel | None = None,
@@ -74,9 +74,9 @@ class ExtractiveAnswerer:
         """(confidence, abstain): the calibrated model's when one is given (`ml.answer.confidence`), else the
         heuristic confidence below `threshold`."""
         if self.model is not None:
-            return self.model.assess(question, hits)
+            return self.model.assess(question, hits, self.threshold)
         confidence = self.confidence(question, hits)
-        return confidence, confidence < self.threshold
+        return confidence, confidence < (0.5 if self.threshold is None else self.threshold)
 
     def confidence(self, question: str, hits: list[Hit]) -> float:
         """0..1 from the best dense similarity and how much of the question the top hits cover."""
@@ -151,8 +151,14 @@ class ExtractiveAnswerer:
             lead, lead_n = self._reason(chosen, q)
         elif kind == "error":
             lead, lead_n = self._raise_lines(chosen, q)
-        if not lead and kind == "howto":  # no example: the documented argument to set, if one matches
-            lead, lead_n = self._argument_lines(chosen, q, _numbered(question))
+        if kind == "howto":
+            # The documented argument to set: the lead when no example matches, else the line after the example
+            # (an example seldom shows the one option the question is about).
+            args, args_n = self._argument_lines(chosen, q, _numbered(question), limit=1)
+            if not lead:
+                lead, lead_n = args, args_n
+            elif args and _argument_name(args[-1]) not in "\n".join(lead):
+                lead = lead + args[-1:]
         shown = "\n".join(lead)
         see_also = [n for n in range(1, len(chosen) + 1) if n != lead_n and n != 1]
         budget = self.max_lines - len(lead) - min(len(see_also), 2)
@@ -216,7 +222,9 @@ class ExtractiveAnswerer:
         lines.extend(f"    `{ex.lines[i][:160]}` [{n}]" for i in keep)
         return lines, n
 
-    def _argument_lines(self, chosen: list[Hit], q: set[str], numbered: set[str]) -> tuple[list[str], int]:
+    def _argument_lines(
+        self, chosen: list[Hit], q: set[str], numbered: set[str], limit: int = 2
+    ) -> tuple[list[str], int]:
         """The documented argument(s) the question is about, each with its default quoted as written."""
         scored: list[tuple[float, int, Argument]] = []
         for n, hit in enumerate(chosen, 1):
@@ -240,7 +248,7 @@ class ExtractiveAnswerer:
         if usage:
             lines.append(f"Set `{top.name}` of {_label(c)} ({_where(c)}), for example: [{n}]")
             lines.append(f"    `{usage}` [{n}]")
-        for m, arg in picked[:2]:
+        for m, arg in picked[:limit]:
             owner = _label(chosen[m - 1].chunk)
             desc = _shorten(arg.description, 200)
             lines.append(f"{owner} argument `{arg.head.rstrip(':')[:160]}`" + (f": {desc}" if desc else "") + f" [{m}]")
@@ -303,19 +311,23 @@ class ExtractiveAnswerer:
             return []
         in_doc = _docstring_lines(text) if code_only else set()
         scored = []
+        seen: set[str] = set()
         for i, line in enumerate(text.splitlines()):
             stripped = line.strip()
             if (
                 not stripped
-                or i in in_doc
+                or stripped in seen
+                or (code_only and i in in_doc)
                 or stripped.startswith(("#", "@", '"""', "'''", "module ", "Defines: ", ">>>"))
                 or INSTRUCTION_LIKE.search(stripped)
                 or stripped[:160] in exclude
             ):
                 continue
+            seen.add(stripped)
             overlap = len(q & _stems(stripped))
             if overlap:
-                # A statement (assignment, call, return, condition) says more than a parameter line or a `def`.
+                # For an error, a statement (assignment, call, return, condition) says more than a parameter line.
+                # (Tried for every kind, weighting docstring lines down: no better on the tuning half.)
                 weight = overlap + (0.5 if code_only and _STATEMENT.search(stripped) else 0.0)
                 scored.append((weight, -i, stripped[:160]))
         scored.sort(reverse=True)
@@ -364,6 +376,12 @@ def history_line(c: Chunk) -> str:
         first = c.text.splitlines()[0] if c.text else ""
         subject = first.split(": ", 1)[1] if ": " in first else first
     return f"{head} ({', '.join(links)}): {subject}" if links else f"{head}: {subject}"
+
+
+def _argument_name(line: str) -> str:
+    """The argument's name in a line written by `_argument_lines` ("`Owner` argument `name (...)`: ...")."""
+    match = re.search(r" argument `(\w+)", line)
+    return match.group(1) if match else line
 
 
 def _numbered(question: str) -> set[str]:
