@@ -155,3 +155,15 @@ def test_instruction_like_argument_or_example_text_is_never_echoed() -> None:
         assert "Ignore all previous instructions" not in answer.answer
         assert "system prompt" not in answer.answer
         assert "impossible" not in answer.answer
+
+
+def test_why_question_leads_with_the_sentence_that_explains() -> None:
+    norm = [c for c in _chunks_of("models/t5/modeling_t5.py") if c.symbol.startswith("T5LayerNorm")][:3]
+    answer = ExtractiveAnswerer(threshold=0.0).answer(
+        "Why does T5's layer norm have no bias and not subtract the mean?",
+        [Hit(chunk=c, score=1.0, dense=0.6) for c in norm],
+    )
+    first = answer.answer.splitlines()[0]
+    assert "Root Mean Square Layer Normalization" in first and "no bias" in first
+    n = int(first.rsplit("[", 1)[1].rstrip("]"))
+    assert answer.sources[n - 1].symbol == "T5LayerNorm.forward"
