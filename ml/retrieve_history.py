@@ -32,7 +32,14 @@ _CUES: list[tuple[re.Pattern[str], float]] = [
         ),
         0.6,
     ),
-    (re.compile(r"\b(who|what) (changed|added|removed|broke)\b", re.I), 0.8),
+    (
+        re.compile(
+            r"\b(who|what) (changed|added|removed|broke)\b|\bwho (made|implemented|introduced|wrote|set|raised|"
+            r"deprecated|dropped|fixed|moved|renamed|switched|enabled|disabled)\b",
+            re.I,
+        ),
+        0.8,
+    ),
     (re.compile(r"\b(issue|pull request|PR|commit)s?\b|#\d+", re.I), 0.5),
 ]
 

@@ -168,3 +168,11 @@ def test_links_from_repo_url_and_github_origin(repo: Path, tmp_path: Path) -> No
     assert owner_repo_of(hub) == "team/minitf"
     none = _clone(repo, tmp_path / "none", None)
     assert owner_repo_of(none, default="example/minitf") == "example/minitf"
+
+
+def test_who_questions_route_to_history_but_who_calls_does_not() -> None:
+    from ml.retrieve_history import history_intent
+
+    assert history_intent("Who implemented DoRA in PEFT?") >= 0.5
+    assert history_intent("Who made safe_serialization the default?") >= 0.5
+    assert history_intent("Who calls apply_rotary_pos_emb?") == 0.0
