@@ -231,8 +231,11 @@ class ExtractiveAnswerer:
             for arg in arguments(hit.chunk):
                 if INSTRUCTION_LIKE.search(f"{arg.head} {arg.description}"):
                     continue
-                name = _stems(arg.name.replace("_", " "))
-                score = 2 * len(q & name) + len(q & _stems(arg.description)) + (0.5 if arg.default else 0.0)
+                score = (
+                    3 * len(_named(arg.name, q))
+                    + min(3, len(q & _stems(arg.description)))
+                    + (0.5 if arg.default else 0.0)
+                )
                 # "4-bit" is the `load_in_4bit` flag, not `load_in_8bit`: numbered terms must match as written.
                 score += 2 * sum(1 for term in numbered if term in arg.name.lower().replace("_", ""))
                 if score > 0:
@@ -240,8 +243,18 @@ class ExtractiveAnswerer:
         if not scored:
             return [], 1
         scored.sort(key=lambda t: -t[0])
-        top_score, n, top = scored[0]
-        picked = [(n, top)] + [(m, a) for s, m, a in scored[1:3] if s >= 0.6 * top_score and a.name != top.name]
+        _, n, top = scored[0]
+        # A question about two settings ("the epsilon pair and the decay rate") gets the argument that names what the
+        # first one does not.
+        covered = _named(top.name, q)
+        picked = [(n, top)]
+        for _, m, a in scored[1:12]:
+            new = _named(a.name, q) - covered
+            if a.name != top.name and new:
+                picked.append((m, a))
+                covered |= new
+            if len(picked) >= limit:
+                break
         lines = []
         c = chosen[n - 1].chunk
         usage = usage_from_argument(c, top)
@@ -376,6 +389,12 @@ def history_line(c: Chunk) -> str:
         first = c.text.splitlines()[0] if c.text else ""
         subject = first.split(": ", 1)[1] if ": " in first else first
     return f"{head} ({', '.join(links)}): {subject}" if links else f"{head}: {subject}"
+
+
+def _named(name: str, q: set[str]) -> set[str]:
+    """Question words an argument's name says; a name part also matches a word it abbreviates (`eps`, "epsilon")."""
+    parts = _stems(name.replace("_", " "))
+    return {w for w in q for t in parts if w == t or (len(t) >= 3 and w.startswith(t))}
 
 
 def _argument_name(line: str) -> str:
