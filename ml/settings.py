@@ -36,6 +36,9 @@ class Settings(BaseSettings):
     weaviate_port: int = 8079
     weaviate_grpc_port: int = 50060
     collection: str = "Chunk"
+    replication_factor: int = Field(
+        default=1, ge=1, description="Copies of each object when the collection is created (3 on a 3-node cluster)."
+    )
     doc_languages: tuple[str, ...] = Field(
         default=("en",), description='Languages of docs/source/<lang> indexed from a checkout, e.g. ["en", "fr"].'
     )

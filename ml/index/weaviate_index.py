@@ -126,15 +126,20 @@ def _write_pid(path: Path, client: Any) -> None:
 class WeaviateIndex:
     """The chunk collection: schema we define, writes and hybrid queries through LlamaIndex."""
 
-    def __init__(self, client: weaviate.WeaviateClient, collection: str, owns_client: bool = False):
+    def __init__(
+        self, client: weaviate.WeaviateClient, collection: str, owns_client: bool = False, replication_factor: int = 1
+    ):
         self.client = client
         self.collection_name = collection
+        self.replication_factor = replication_factor
         self._owns_client = owns_client
         self._store: WeaviateVectorStore | None = None
 
     @classmethod
     def open(cls, settings: Settings) -> WeaviateIndex:
-        return cls(connect(settings), settings.collection, owns_client=True)
+        return cls(
+            connect(settings), settings.collection, owns_client=True, replication_factor=settings.replication_factor
+        )
 
     def close(self) -> None:
         """Close the client only if this index created it (stopping an embedded server only if it started one)."""
@@ -151,10 +156,11 @@ class WeaviateIndex:
     def exists(self) -> bool:
         return bool(self.client.collections.exists(self.collection_name))
 
-    def ensure_collection(self, replication_factor: int = 1) -> None:
-        """Create the collection with our schema if it does not exist."""
+    def ensure_collection(self, replication_factor: int | None = None) -> None:
+        """Create the collection with our schema if it does not exist (replicated per TQA_REPLICATION_FACTOR)."""
         if self.exists():
             return
+        replication_factor = replication_factor or self.replication_factor
         from weaviate.classes.config import Configure, DataType, Property, Tokenization
 
         def text(name: str, searchable: bool = False, filterable: bool = False, tok: Any = None) -> Property:
