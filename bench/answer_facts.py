@@ -170,13 +170,14 @@ def main() -> None:
     print(f"{len(rows)} answerable questions in {time.perf_counter() - started:.1f} s")
     header = (
         f"{'split':6} {'kind':13} {'n':>4} {'facts':>7} {'cited':>7} {'gold@3':>7} {'gold@3,miss':>12} {'no gold':>8}"
+        f" {'abstained':>9}"
     )
     print(header)
     for (split, kind), s in sorted(stats.items(), key=lambda kv: (kv[0][0] != "tune", kv[0][1] == "ALL", kv[0][1])):
         n = s["n"]
         print(
             f"{split:6} {kind:13} {n:4d} {s['facts'] / n:7.2f} {s['cited'] / n:7.2f} {s['top3'] / n:7.2f}"
-            f" {s['miss_with_gold']:12d} {s['gold_missing']:8d}"
+            f" {s['miss_with_gold']:12d} {s['gold_missing']:8d} {s['abstained']:9d}"
         )
 
 
