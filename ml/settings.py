@@ -48,6 +48,13 @@ class Settings(BaseSettings):
     embedding_batch_size: int = 64
     embedding_max_tokens: int = Field(default=64, ge=16, le=512)
     embedding_device: str = "cpu"
+    embedding_backend: Literal["auto", "onnx", "torch"] = Field(
+        default="auto",
+        description="onnx: ONNX Runtime (CPU); torch: sentence-transformers; auto: onnx for the packaged model on CPU.",
+    )
+    embedding_cache_dir: Path | None = Field(
+        default=None, description="Where ONNX exports of embedding models are kept (default: ~/.cache/tqa/onnx)."
+    )
 
     # Retrieval and answering.
     alpha: float = Field(default=0.5, ge=0.0, le=1.0, description="Hybrid weight: 1 = dense only, 0 = BM25 only.")
