@@ -165,16 +165,16 @@ class ExtractiveAnswerer:
         body: list[str] = []
         first = chosen[0].chunk
         if lead_n != 1 or not lead:
-            sentence = _shorten(self._best_sentence(first.text, q, exclude=shown), 220)
+            sentence = _shorten(self._best_sentence(_body(first), q, exclude=shown), 220)
             head = f"{_label(first)} in {_where(first)}"
             body.append(f"{head}: {sentence} [1]" if sentence else f"{head} [1]")
-        elif budget > 1:
-            sentence = _shorten(self._best_sentence(first.text, q, exclude=shown), 220)
+        elif budget > 1 and first.kind not in ("argument", "example"):  # the lead quoted all it says
+            sentence = _shorten(self._best_sentence(_body(first), q, exclude=shown), 220)
             if sentence:
                 body.append(f"{sentence} [1]")
         code_room = max(0, budget - len(body))
         code = self._best_code_lines(
-            first.text, q, limit=code_room, exclude=shown + "\n".join(body), code_only=kind == "error"
+            _body(first), q, limit=code_room, exclude=shown + "\n".join(body), code_only=kind == "error"
         )
         body.extend(f"    {line} [1]" for line in code)
         lines = lead + body
@@ -187,8 +187,8 @@ class ExtractiveAnswerer:
     def _see_also(self, n: int, c: Chunk, q: set[str]) -> str:
         if c.kind in HISTORY_KINDS:
             return f"See also {history_line(c)} [{n}]"
-        sentence = self._best_sentence(c.text, q)
-        code = self._best_code_lines(c.text, q, limit=1)
+        sentence = self._best_sentence(_body(c), q)
+        code = self._best_code_lines(_body(c), q, limit=1)
         detail = _shorten(sentence, 160) or (code[0] if code else "")
         label = _label(c)
         return f"See also {label} ({_where(c)}): {detail} [{n}]" if detail else f"See also {label} [{n}]"
@@ -333,7 +333,7 @@ class ExtractiveAnswerer:
                 or (code_only and i in in_doc)
                 or stripped.startswith(("#", "@", '"""', "'''", "module ", "Defines: ", ">>>"))
                 or INSTRUCTION_LIKE.search(stripped)
-                or stripped[:160] in exclude
+                or stripped.rstrip(":")[:160] in exclude
             ):
                 continue
             seen.add(stripped)
@@ -417,6 +417,15 @@ def _sentences(text: str) -> list[str]:
         if len(sentence) >= 20 and not INSTRUCTION_LIKE.search(sentence):
             out.append(sentence)
     return out
+
+
+def _body(c: Chunk) -> str:
+    """A chunk's text without the heading line an argument or example chunk starts with ("X argument `name`")."""
+    if c.kind in ("argument", "example") and "\n" in c.text:
+        head, rest = c.text.split("\n", 1)
+        if head.startswith(c.symbol) and (" argument `" in head or head.endswith("usage example")):
+            return rest
+    return c.text
 
 
 def _label(c: Chunk) -> str:

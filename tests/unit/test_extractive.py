@@ -167,3 +167,22 @@ def test_why_question_leads_with_the_sentence_that_explains() -> None:
     assert "Root Mean Square Layer Normalization" in first and "no bias" in first
     n = int(first.rsplit("[", 1)[1].rstrip("]"))
     assert answer.sources[n - 1].symbol == "T5LayerNorm.forward"
+
+
+def test_argument_chunks_answer_how_to_once_and_pick_the_flag_the_question_numbers() -> None:
+    chunks = _chunks_of(QUANT)
+    getter = next(c for c in chunks if c.symbol == "BitsAndBytesConfig.load_in_4bit")
+    flags = {
+        name: next(
+            c for c in chunks if c.kind == "argument" and c.text.startswith(f"BitsAndBytesConfig argument `{name}`")
+        )
+        for name in ("load_in_8bit", "load_in_4bit")
+    }
+    hits = [Hit(chunk=c, score=1.0, dense=0.6) for c in (getter, flags["load_in_8bit"], flags["load_in_4bit"])]
+    answer = ExtractiveAnswerer(threshold=0.0).answer("How do I load a model in 4-bit?", hits)
+    lines = answer.answer.splitlines()
+    assert "quantization_config=BitsAndBytesConfig(load_in_4bit=True)" in lines[1]
+    assert "load_in_8bit=True" not in answer.answer
+    assert lines[1].endswith("[2]") and answer.sources[1].start_line == flags["load_in_4bit"].start_line
+    assert len(lines) == len(set(lines))  # nothing quoted twice
+    assert "return self." not in answer.answer
