@@ -90,6 +90,14 @@ class Settings(BaseSettings):
     # Serving.
     host: str = "127.0.0.1"
     port: int = 3000
+    api_keys: SecretStr | None = Field(
+        default=None, description="Comma-separated keys that open write and admin routes; unset = those routes refuse."
+    )
+    rate_limit_per_minute: float = Field(
+        default=6000, gt=0, description="Requests per minute per client (API key, else IP) on /ask and /search."
+    )
+    rate_limit_burst: int = Field(default=200, ge=1, description="Requests a client may send at once.")
+    max_request_bytes: int = Field(default=65536, ge=1024, description="Largest request body any route accepts.")
 
     @model_validator(mode="after")
     def _refuse_placeholder_secrets(self) -> Settings:

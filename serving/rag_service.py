@@ -14,7 +14,8 @@ from ml.feedback.store import FeedbackError, FeedbackStore, new_query_id, valida
 from ml.pipeline import MAX_K, QA, InvalidQuestion
 from ml.settings import Settings
 from ml.tracking.traces import make_tracer
-from ml.types import SearchResult
+from ml.types import FILE_KINDS, HISTORY_KINDS, SearchResult
+from serving.doors import Doors
 from serving.web_page import make_app
 
 os.environ.setdefault("BENTOML_DO_NOT_TRACK", "true")
@@ -157,8 +158,16 @@ class RAGService:
         path_prefix: str | None = None,
     ) -> dict[str, Any]:
         """Ranked chunks for a query, best first, with optional kind and path-prefix filters."""
+        unknown = sorted(set(kind or []) - set(FILE_KINDS) - set(HISTORY_KINDS))
+        if unknown:
+            valid = ", ".join((*FILE_KINDS, *HISTORY_KINDS))
+            raise BadRequest(f"Unknown kind {', '.join(map(repr, unknown))}; valid kinds are {valid}.")
         try:
             hits = self.qa.search(query, k=k, kinds=kind, path_prefix=path_prefix)
         except InvalidQuestion as exc:
             raise _check(exc) from exc
         return {"results": [SearchResult.of(h).model_dump() for h in hits]}
+
+
+# API keys on write and admin routes, per-client rate limits on /ask and /search, request size limits: see doors.py.
+RAGService.add_asgi_middleware(Doors)

@@ -1,4 +1,9 @@
-"""Runs the RAG service: owns the embedded Weaviate, starts `bentoml serve`, and records itself for the CLI."""
+"""Runs the RAG service: owns the embedded Weaviate, starts `bentoml serve`, and records itself for the CLI.
+
+Lifecycle: SIGTERM and SIGINT stop the BentoML server with its workers (every process of the run) and the embedded
+Weaviate this process started; a record left by a crashed `tqa serve` (`server.json`) and the processes it names
+are cleaned up on the next start.
+"""
 
 from __future__ import annotations
 
@@ -7,22 +12,68 @@ import os
 import signal
 import subprocess
 import sys
+import time
+import uuid
 from collections.abc import Callable
+from typing import Any
 
-from ml.errors import NoIndexError
+from ml.errors import NoIndexError, UserError
+from ml.index.local_server import alive, processes_with_env, stop_orphan, terminate
 from ml.index.weaviate_index import WeaviateIndex
 from ml.pipeline import require_index
 from ml.settings import Settings
-from serving.client import server_file
+from serving.client import find_server, server_file
+
+STOP_TIMEOUT_S = 30.0
+# Marks every process of one `tqa serve` run (BentoML starts its workers in sessions of their own, so neither the
+# process group nor the parent link finds them all after a crash).
+RUN_ID_VAR = "TQA_SERVE_RUN_ID"
+
+
+class _Stop(Exception):
+    """Raised in the main thread by the SIGTERM handler so the cleanup below runs."""
+
+
+def clean_stale_record(settings: Settings, say: Callable[[str], None] = print) -> None:
+    """Refuse if a `tqa serve` already serves this data dir; clean up after one that crashed."""
+    record = server_file(settings)
+    try:
+        info: dict[str, Any] = json.loads(record.read_text())
+    except (OSError, ValueError):
+        record.unlink(missing_ok=True)
+        info = {}
+    if info:
+        if alive(int(info.get("pid", 0))):
+            url = find_server(settings) or info.get("url")
+            raise UserError(
+                f"tqa serve already runs for data dir {settings.data_dir} at {url} (pid {info['pid']}); "
+                f"stop it first (`kill {info['pid']}`)."
+            )
+        left = processes_with_env(RUN_ID_VAR, str(info["run_id"])) if info.get("run_id") else set()
+        if left:
+            say(f"Stopping {len(left)} BentoML processes left by a tqa serve that did not shut down.")
+            _stop_all(left)
+        record.unlink(missing_ok=True)
+    orphan = stop_orphan(settings, STOP_TIMEOUT_S)
+    if orphan:
+        say(f"Stopped the Weaviate server (pid {orphan}) left by a process that did not shut down.")
 
 
 def run_server(settings: Settings, host: str, port: int, say: Callable[[str], None] = print) -> int:
-    """Serve until interrupted; returns the service's exit code."""
+    """Serve until interrupted (SIGINT or SIGTERM); returns the service's exit code."""
     require_index(settings)
+    clean_stale_record(settings, say)
     # The index process outlives BentoML workers and restarts, so this process starts and stops it.
     index = WeaviateIndex.open(settings)
     record = server_file(settings)
-    env = dict(os.environ, BENTOML_DO_NOT_TRACK="true", TQA_HOST=host, TQA_PORT=str(port))
+    run_id = uuid.uuid4().hex
+    env = dict(
+        os.environ,
+        **{RUN_ID_VAR: run_id},
+        BENTOML_DO_NOT_TRACK="true",
+        TQA_HOST=host,
+        TQA_PORT=str(port),
+    )
     command = [
         sys.executable,
         "-m",
@@ -34,21 +85,61 @@ def run_server(settings: Settings, host: str, port: int, say: Callable[[str], No
         "--port",
         str(port),
     ]
+
+    def on_term(signum: int, frame: object) -> None:
+        raise _Stop
+
+    previous = signal.signal(signal.SIGTERM, on_term)
+    process: subprocess.Popen[bytes] | None = None
     try:
         if not index.exists():
             raise NoIndexError(settings.data_dir)
-        process = subprocess.Popen(command, env=env)
-        record.write_text(json.dumps({"url": f"http://{host}:{port}", "pid": process.pid}))
+        # Its own session: a terminal's Ctrl-C reaches this process, which stops the server in order.
+        process = subprocess.Popen(command, env=env, start_new_session=True)
+        info = {"url": f"http://{host}:{port}", "pid": os.getpid(), "bentoml_pid": process.pid, "run_id": run_id}
+        record.write_text(json.dumps(info))
         say(f"Serving on http://{host}:{port} (POST /ask, /search; /healthz, /readyz, /metrics). Ctrl-C stops.")
         try:
             return process.wait()
-        except KeyboardInterrupt:
-            process.send_signal(signal.SIGINT)
-            return process.wait()
-        finally:
-            if process.poll() is None:
-                process.terminate()
-                process.wait()
+        except (KeyboardInterrupt, _Stop):
+            return _stop(process, run_id)
     finally:
-        record.unlink(missing_ok=True)
-        index.close()
+        # A second signal during cleanup must not cut it short.
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        try:
+            if process is not None and process.poll() is None:
+                _stop(process, run_id)
+            record.unlink(missing_ok=True)
+            index.close()
+        finally:
+            signal.signal(signal.SIGTERM, previous)
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
+def _stop(process: subprocess.Popen[bytes], run_id: str) -> int:
+    """SIGTERM to the BentoML server (it stops its workers), SIGKILL after STOP_TIMEOUT_S, then any process of
+    this run that outlived it; returns the server's exit code."""
+    process.terminate()
+    try:
+        code = process.wait(timeout=STOP_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        code = process.wait()
+    _stop_all(processes_with_env(RUN_ID_VAR, run_id), timeout=5.0)
+    return code
+
+
+def _stop_all(pids: set[int], timeout: float = STOP_TIMEOUT_S) -> None:
+    """SIGTERM every pid, then SIGKILL those still alive after `timeout` seconds (one deadline for all)."""
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGTERM)
+        except OSError:
+            continue
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and any(alive(p) for p in pids):
+        time.sleep(0.1)
+    for pid in pids:
+        if alive(pid):
+            terminate(pid, 0.0)

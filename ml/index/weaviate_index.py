@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import socket
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -41,12 +40,6 @@ RETURN_PROPERTIES = ["text", *CHUNK_FIELDS, "_node_content", "_node_type", "docu
 QUERY_PROPERTIES = ["text", "search_text", "symbol^2"]
 
 
-def _port_open(host: str, port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.settimeout(0.2)
-        return s.connect_ex((host, port)) == 0
-
-
 def embedded_env(settings: Settings) -> dict[str, str]:
     """Server environment: no telemetry, no vectorizer or cloud modules, quiet logs."""
     return {
@@ -65,8 +58,9 @@ def connect(settings: Settings) -> weaviate.WeaviateClient:
     Closing a client that started an embedded server also stops that server; closing one that connected to an
     existing server only closes the connection.
 
-    External (`TQA_WEAVIATE_URL`) first; else an embedded server already listening on the configured ports
-    (for example one `tqa serve` started) is reused; else an embedded server is started on the data dir.
+    External (`TQA_WEAVIATE_URL`) first; else this data dir's embedded server if it runs (for example one `tqa serve`
+    started), found through its record; else an embedded server is started on the data dir, on the configured ports
+    or, when another data dir's server (or anything else) holds them, on free ones.
     """
     import weaviate
     from weaviate.classes.init import AdditionalConfig, Auth, Timeout
@@ -90,37 +84,34 @@ def connect(settings: Settings) -> weaviate.WeaviateClient:
             skip_init_checks=False,
         )
         return client
-    if _port_open("127.0.0.1", settings.weaviate_port) and _port_open("127.0.0.1", settings.weaviate_grpc_port):
-        client = weaviate.connect_to_local(
-            host="127.0.0.1",
-            port=settings.weaviate_port,
-            grpc_port=settings.weaviate_grpc_port,
-            additional_config=timeout,
+    from ml.index.local_server import choose_ports, cluster_env, node_name, write_record
+
+    # A server answering on the configured ports is used only if this data dir started it (see local_server).
+    http_port, grpc_port, own = choose_ports(settings)
+    if own is not None:
+        return weaviate.connect_to_local(
+            host="127.0.0.1", port=http_port, grpc_port=grpc_port, additional_config=timeout
         )
-        return client
     binary = settings.weaviate_binary
     if not binary.exists():
         raise UserError(f"The Weaviate server binary is missing ({binary}); run `make setup` (or `tqa setup`) first.")
     settings.weaviate_data_dir.mkdir(parents=True, exist_ok=True)
+    node = node_name(settings)
     client = weaviate.connect_to_embedded(
         version=settings.weaviate_version,
         binary_path=str(settings.binary_dir),
         persistence_data_path=str(settings.weaviate_data_dir.resolve()),
-        port=settings.weaviate_port,
-        grpc_port=settings.weaviate_grpc_port,
-        environment_variables=embedded_env(settings),
+        port=http_port,
+        grpc_port=grpc_port,
+        environment_variables=embedded_env(settings) | cluster_env(node),
         additional_config=timeout,
     )
-    _write_pid(settings.data_dir / "weaviate.pid", client)
-    return client
-
-
-def _write_pid(path: Path, client: Any) -> None:
-    """Record the embedded server's pid so an interrupted run's server can be found and stopped."""
     process = getattr(getattr(client, "_connection", None), "embedded_db", None)
     pid = getattr(getattr(process, "process", None), "pid", None)
     if pid:
-        path.write_text(str(pid))
+        # Record the server so this data dir finds it again and others recognise it as not theirs.
+        write_record(settings, pid, http_port, grpc_port, node)
+    return client
 
 
 class WeaviateIndex:
