@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 import time
@@ -49,8 +50,10 @@ def _stem(word: str) -> str:
     return word
 
 
-def _stems(text: str) -> set[str]:
-    return {_stem(w) for w in content_words(text)}
+@functools.lru_cache(maxsize=65536)
+def _stems(text: str) -> frozenset[str]:
+    """Stemmed content words; cached, as the same lines of a hit are scored for every intent and question."""
+    return frozenset(_stem(w) for w in content_words(text))
 
 
 class ExtractiveAnswerer:
@@ -228,8 +231,9 @@ class ExtractiveAnswerer:
         """The documented argument(s) the question is about, each with its default quoted as written."""
         scored: list[tuple[float, int, Argument]] = []
         for n, hit in enumerate(chosen, 1):
+            risky = _risky(hit.chunk.text)
             for arg in arguments(hit.chunk):
-                if INSTRUCTION_LIKE.search(f"{arg.head} {arg.description}"):
+                if risky and INSTRUCTION_LIKE.search(f"{arg.head} {arg.description}"):
                     continue
                 score = (
                     3 * len(_named(arg.name, q))
@@ -323,6 +327,7 @@ class ExtractiveAnswerer:
         if limit <= 0:
             return []
         in_doc = _docstring_lines(text) if code_only else set()
+        risky = _risky(text)
         scored = []
         seen: set[str] = set()
         for i, line in enumerate(text.splitlines()):
@@ -332,7 +337,7 @@ class ExtractiveAnswerer:
                 or stripped in seen
                 or (code_only and i in in_doc)
                 or stripped.startswith(("#", "@", '"""', "'''", "module ", "Defines: ", ">>>"))
-                or INSTRUCTION_LIKE.search(stripped)
+                or (risky and INSTRUCTION_LIKE.search(stripped))
                 or stripped.rstrip(":")[:160] in exclude
             ):
                 continue
@@ -409,14 +414,22 @@ def _numbered(question: str) -> set[str]:
     return {t for t in tokens if any(ch.isdigit() for ch in t) and any(ch.isalpha() for ch in t)}
 
 
-def _sentences(text: str) -> list[str]:
+@functools.lru_cache(maxsize=256)
+def _sentences(text: str) -> tuple[str, ...]:
     """Prose sentences of a chunk long enough to say something, never an instruction-like one."""
     out = []
+    risky = _risky(text)
     for sentence in SENTENCE.split(_prose(text)):
         sentence = " ".join(sentence.split())
-        if len(sentence) >= 20 and not INSTRUCTION_LIKE.search(sentence):
+        if len(sentence) >= 20 and not (risky and INSTRUCTION_LIKE.search(sentence)):
             out.append(sentence)
-    return out
+    return tuple(out)
+
+
+@functools.lru_cache(maxsize=256)
+def _risky(text: str) -> bool:
+    """Whether any part of `text` reads like an instruction; only then is each part checked (one search, not 1000)."""
+    return INSTRUCTION_LIKE.search(text) is not None
 
 
 def _body(c: Chunk) -> str:
