@@ -94,7 +94,12 @@ def build_mini_index(data_dir: Path, rows: list[dict]) -> Settings:
     gold = sorted({p.removeprefix("transformers/") for row in rows for p, _ in golds(row)})
     files = sorted({*MINI_CORPUS_FILES, *(f for f in gold if (root / f).exists())})
     corpus = make_mini_corpus(data_dir / "corpus", files)
-    settings = Settings(data_dir=data_dir / "data", weaviate_port=free_port(), weaviate_grpc_port=free_port())
+    # The same ports every time: the embedded server's node name (in its Raft state) follows its HTTP port.
+    ports_file = data_dir / "ports.json"
+    if not ports_file.exists():
+        ports_file.write_text(json.dumps({"http": free_port(), "grpc": free_port()}))
+    ports = json.loads(ports_file.read_text())
+    settings = Settings(data_dir=data_dir / "data", weaviate_port=ports["http"], weaviate_grpc_port=ports["grpc"])
     state = StateStore(settings.state_db)
     started = time.perf_counter()
     try:
