@@ -1,7 +1,8 @@
 """Doors of the HTTP API: API keys for write and admin routes, per-client rate limits, request size limits.
 
 `Doors` is an ASGI middleware added to the BentoML service (`RAGService.add_asgi_middleware(Doors)`):
-- every request body larger than TQA_MAX_REQUEST_BYTES is refused with 413;
+- every request body larger than TQA_MAX_REQUEST_BYTES is refused with 413, and a POST to a JSON route with another
+  Content-Type with 415 (BentoML answered those with 500);
 - routes under a protected prefix (`PROTECTED_PREFIXES`, plus any route a module adds with `protect("/path")`)
   need one of TQA_API_KEYS in `X-API-Key` or `Authorization: Bearer`, compared in constant time; without keys
   configured they refuse everyone (401);
@@ -129,6 +130,10 @@ class Doors:
             return
         if length > self.max_bytes:
             await _reply(send, 413, f"The request body is larger than {self.max_bytes} bytes.")
+            return
+        media = headers.get("content-type", "").split(";", 1)[0].strip().lower()
+        if path in RATE_LIMITED and scope.get("method") == "POST" and media not in ("", "application/json"):
+            await _reply(send, 415, "Send the request body as JSON (Content-Type: application/json).")
             return
         key = presented_key(headers)
         valid = key_matches(key, self.keys)

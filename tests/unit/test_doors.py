@@ -81,3 +81,28 @@ def test_body_limit_by_header_and_by_counted_chunks() -> None:
     assert call(doors, "/search", {"Content-Length": "2048"})[0] == 413
     assert call(doors, "/search", chunks=[b"x" * 600, b"x" * 600])[0] == 413
     assert call(doors, "/search", chunks=[b"x" * 600])[0:3:2] == (200, b"600")
+
+
+def test_json_routes_refuse_other_content_types() -> None:
+    doors = Doors(_app, Settings())
+
+    def post(content_type: str) -> int:
+        sent: list[dict[str, Any]] = []
+        scope = {
+            "type": "http",
+            "method": "POST",
+            "path": "/ask",
+            "headers": [(b"content-type", content_type.encode())],
+        }
+
+        async def receive() -> dict[str, Any]:
+            return {"type": "http.request", "body": b"{}", "more_body": False}
+
+        async def send(message: dict[str, Any]) -> None:
+            sent.append(message)
+
+        asyncio.run(doors(scope, receive, send))
+        return int(sent[0]["status"])
+
+    assert post("text/plain") == 415
+    assert post("application/json; charset=utf-8") == 200
