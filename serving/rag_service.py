@@ -52,14 +52,14 @@ def _check(exc: InvalidQuestion | FeedbackError) -> bentoml.exceptions.BentoMLEx
     return RequestTooLarge(str(exc)) if exc.status == 413 else BadRequest(str(exc))
 
 
-def _excerpts(sources: list[dict[str, Any]], hits: list[Any]) -> dict[str, str]:
-    """Cited text by citation number, so the page can show the code behind [n] without another request."""
-    by_span = {(h.chunk.path, h.chunk.start_line, h.chunk.end_line): h.chunk.text for h in hits}
+def _cited(sources: list[dict[str, Any]], hits: list[Any]) -> dict[str, Any]:
+    """Cited chunks by citation number: the page shows their text under [n]; the query log keeps their ids."""
+    by_span = {(h.chunk.path, h.chunk.start_line, h.chunk.end_line): h.chunk for h in hits}
     out = {}
     for s in sources:
-        text = by_span.get((s["path"], s["start_line"], s["end_line"]))
-        if text is not None:
-            out[str(s["n"])] = text[:EXCERPT_CHARS]
+        chunk = by_span.get((s["path"], s["start_line"], s["end_line"]))
+        if chunk is not None:
+            out[str(s["n"])] = chunk
     return out
 
 
@@ -122,12 +122,14 @@ class RAGService:
             except Exception:  # a broken query log must not cost the answer; the log says what broke
                 TRACE_ERRORS.inc()
                 logging.getLogger(__name__).exception("Tracing /ask failed")
-        cited = _excerpts(out["sources"], hits)
-        # The log keeps the cited text, so a reviewed correction becomes a dataset pair with its context.
-        self.feedback_store.log_query(query_id, question.strip(), {**out, "excerpts": cited}, trace_id=trace_id)
+        cited = _cited(out["sources"], hits)
+        texts = {n: c.text[:EXCERPT_CHARS] for n, c in cited.items()}
+        # The log keeps the cited chunks, so a reviewed correction becomes a dataset pair traceable to the index.
+        logged = {**out, "excerpts": texts, "cited_chunks": {n: c.id for n, c in cited.items()}}
+        self.feedback_store.log_query(query_id, question.strip(), logged, trace_id=trace_id)
         out["query_id"] = query_id
         if excerpts:
-            out["excerpts"] = cited
+            out["excerpts"] = texts
         return out
 
     @bentoml.api(route="/feedback")

@@ -14,14 +14,17 @@ GENERATOR = "human-review"
 
 
 def correction_pairs(store: FeedbackStore) -> list[QAPair]:
-    """One `user_correction` pair per approved correction, sorted by id; the context is the text the answer cited."""
+    """One `user_correction` pair per approved correction, sorted by id, sourced at the first chunk the answer cited."""
     pairs = []
     for item in store.review_queue("approved", limit=1_000_000):
         answer = item["answer"]
         sources = answer.get("sources", [])
         first = sources[0] if sources else {}
-        excerpts = answer.get("excerpts", {})
-        context = "\n\n".join(excerpts[str(s["n"])] for s in sources if str(s["n"]) in excerpts)
+        # The first cited chunk is the pair's source: its id and the start of its text, as `tqa dataset check`
+        # traces every pair to an indexed chunk. Answers logged without chunk ids keep the query id instead.
+        n = str(first.get("n", ""))
+        chunk_id = answer.get("cited_chunks", {}).get(n, f"feedback:{item['query_id']}")
+        context = answer.get("excerpts", {}).get(n, "")
         reviewed = datetime.fromtimestamp(item["reviewed_at"] or item["updated_at"], UTC)
         pairs.append(
             QAPair(
@@ -38,7 +41,7 @@ def correction_pairs(store: FeedbackStore) -> list[QAPair]:
                     symbol=first.get("symbol", ""),
                     commit=first.get("commit", ""),
                     url=first.get("url", ""),
-                    chunk_id=f"feedback:{item['query_id']}",
+                    chunk_id=chunk_id,
                     date=reviewed.isoformat(timespec="seconds"),
                 ),
                 generator=GENERATOR,

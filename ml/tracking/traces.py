@@ -9,6 +9,7 @@ answers.
 from __future__ import annotations
 
 import logging
+import os
 from typing import Any
 
 from ml.settings import Settings
@@ -34,6 +35,8 @@ class QueryTracer:
 
     def __init__(self, settings: Settings, tags: dict[str, str] | None = None):
         disable_telemetry()
+        # Two export threads (MLflow's default is 10): on a small serving host they compete with answering.
+        os.environ.setdefault("MLFLOW_ASYNC_TRACE_LOGGING_MAX_WORKERS", "2")
         import mlflow
 
         self._mlflow = mlflow

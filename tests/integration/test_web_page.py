@@ -11,9 +11,14 @@ from pathlib import Path
 import httpx
 import pytest
 
+from ml.dataset.checks import traceability_problems
+from ml.feedback.export import correction_pairs
 from ml.feedback.store import FeedbackStore, new_query_id
+from ml.tracking.server import MlflowServer
 from tests.integration.conftest import Indexed
 from tests.support.browser import chromium
+from tests.support.ports import free_port
+from tests.support.prometheus_server import Prometheus
 from tests.support.serve import Served, start_service
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -28,8 +33,20 @@ def error_of(response: httpx.Response) -> str:
 
 
 @pytest.fixture(scope="module")
-def served(indexed: Indexed, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
-    s = start_service(indexed.settings, tmp_path_factory.mktemp("web"))
+def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MlflowServer]:
+    server = MlflowServer(tmp_path_factory.mktemp("mlflow"), port=free_port()).start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="module")
+def served(indexed: Indexed, mlflow_server: MlflowServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+    """The service with its query log on MLflow Tracing (a real tracking server)."""
+    s = start_service(
+        indexed.settings, tmp_path_factory.mktemp("web"), TQA_TRACING="true", TQA_MLFLOW_TRACKING_URI=mlflow_server.uri
+    )
     try:
         yield s
     finally:
@@ -122,6 +139,13 @@ def test_ask_cite_thumbs_down_with_a_correction(served: Served, browser, indexed
     assert queued["question"] == QUESTION
     assert queued["correction"] == "LlamaRMSNorm scales by the root mean square."
 
+    # A reviewer approves it; the exported pair traces back to the chunk the answer cited in the index.
+    with FeedbackStore(indexed.settings.feedback_db) as store:
+        store.decide(query_id, "approved")
+        [pair] = [p for p in correction_pairs(store) if p.id == f"feedback-{query_id}"]
+    assert pair.answer == "LlamaRMSNorm scales by the root mean square." and pair.source.kind == "feedback"
+    assert traceability_problems([pair], indexed.index.iter_chunks()) == []
+
 
 def test_abstention_is_shown_as_such(served: Served, browser, tmp_path: Path) -> None:
     from selenium.webdriver.common.by import By
@@ -167,6 +191,75 @@ def test_feedback_api_rejects_bad_input_with_one_sentence(served: Served) -> Non
     assert big.status_code == 413
     ok = httpx.post(f"{served.url}/feedback", json={"query_id": qid, "rating": "up"})
     assert ok.status_code == 201 and ok.json()["rating"] == "up"
+
+
+def test_each_answer_is_an_mlflow_trace_with_a_span_per_stage(served: Served, indexed: Indexed, mlflow_server) -> None:
+    import time
+
+    import mlflow
+
+    body = httpx.post(f"{served.url}/ask", json={"question": QUESTION}).json()
+    with FeedbackStore(indexed.settings.feedback_db) as store:
+        trace_id = store.query(body["query_id"])["trace_id"]
+    assert trace_id, "the query log links the answer to its trace"
+    mlflow.set_tracking_uri(mlflow_server.uri)
+    deadline = time.monotonic() + 60  # export is asynchronous: wait for it, do not time it
+    trace = None
+    while trace is None and time.monotonic() < deadline:
+        try:
+            trace = mlflow.get_trace(trace_id)
+        except Exception:  # not exported yet
+            trace = None
+        time.sleep(0.5)
+    assert trace is not None, f"trace {trace_id} never reached MLflow"
+    assert trace.info.tags["tqa.query_id"] == body["query_id"]
+    assert trace.info.tags["tqa.answerer"] == "extractive"
+    names = [span.name for span in trace.data.spans]
+    assert names[0] == "ask" and {"embedding", "search", "answer"} <= set(names)
+    root = trace.data.spans[0]
+    assert root.inputs == {"question": QUESTION}
+    assert root.outputs["answer"] == body["answer"][:1000]
+
+
+def test_answers_and_feedback_keep_working_when_mlflow_stops(served: Served, mlflow_server: MlflowServer) -> None:
+    mlflow_server.stop()
+    for _ in range(5):
+        response = httpx.post(f"{served.url}/ask", json={"question": QUESTION}, timeout=30)
+        assert response.status_code == 200
+    rated = httpx.post(f"{served.url}/feedback", json={"query_id": response.json()["query_id"], "rating": "up"})
+    assert rated.status_code == 201
+
+
+def test_every_dashboard_query_returns_data_from_a_real_prometheus(served: Served, tmp_path: Path) -> None:
+    """Prometheus scrapes this service; the alert rules load and every Grafana panel's PromQL returns data."""
+    import json
+    import time
+
+    root = Path(__file__).resolve().parents[2] / "ops" / "monitoring"
+    prom = Prometheus(tmp_path, [served.url.removeprefix("http://")], [root / "rules" / "tqa-people.yml"]).start()
+    try:
+        exprs = [
+            (panel["title"], target["expr"])
+            for dashboard in sorted((root / "dashboards").glob("*.json"))
+            for panel in json.loads(dashboard.read_text())["panels"]
+            for target in panel["targets"]
+        ]
+        assert exprs
+        deadline = time.monotonic() + 120  # traffic between scrapes until every rate() has two samples
+        empty = exprs
+        while empty and time.monotonic() < deadline:
+            qid = httpx.post(f"{served.url}/ask", json={"question": QUESTION}).json()["query_id"]
+            httpx.post(f"{served.url}/feedback", json={"query_id": qid, "rating": "down"})
+            time.sleep(1)
+            empty = [(title, e) for title, e in exprs if not prom.query(e)]
+        names = sorted(
+            {r["metric"]["__name__"] for r in prom.query('{__name__=~"tqa_.*|bentoml_service_request_total"}')}
+        )
+        assert not empty, f"panels without data: {empty}; series scraped: {names}"
+        loaded = {r["name"] for g in prom.rules() for r in g["rules"]}
+        assert {"TqaAskP95AboveTarget", "TqaErrorRateAboveTarget", "TqaThumbsDownSpike"} <= loaded
+    finally:
+        prom.stop()
 
 
 def test_acknowledged_feedback_survives_kill_9(served: Served, indexed: Indexed) -> None:

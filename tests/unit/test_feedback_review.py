@@ -21,6 +21,7 @@ ANSWER = {
                  "end_line": 12, "symbol": "Adafactor._rms", "url": "https://github.com/x/y/blob/abc/o.py#L10-L12",
                  "commit": "abc"}],
     "excerpts": {"1": "def _rms(tensor):\n    return tensor.norm(2)"},
+    "cited_chunks": {"1": "0b3c6a52-chunk"},
     "timings_ms": {"total_ms": 12.0},
 }  # fmt: skip
 
@@ -66,7 +67,7 @@ def test_review_approve_edit_reject_and_export(tmp_path: Path) -> None:
     pair = pairs[f"feedback-{b}"]
     assert pair.answer == "Edited: the root mean square of the tensor."
     assert pair.category == "user_correction" and pair.generator == "human-review"
-    assert pair.source.kind == "feedback" and pair.source.chunk_id == f"feedback:{b}"
+    assert pair.source.kind == "feedback" and pair.source.chunk_id == "0b3c6a52-chunk"
     assert pair.source.path == "transformers/optimization.py" and pair.source.commit == "abc"
     assert "def _rms" in pair.context
 
