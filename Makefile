@@ -38,7 +38,7 @@ test-unit: deps ## Unit tests only (no services)
 test-integration: setup infra-tools browser ## Integration tests only (real Weaviate, MLflow, BentoML, Ansible targets on 127.0.0.1)
 	$(BIN)/pytest -q tests/integration
 
-browser: ## Headless Chromium and chromedriver (Debian packages) for the web page's browser tests
+browser: ## Headless Chromium + chromedriver and Prometheus + promtool (Debian packages) for the web page and monitoring tests
 	bash scripts/ui/install-browser.sh
 
 dataset: deps ## Build the QA dataset from the index (JSONL + manifest under the data dir)
