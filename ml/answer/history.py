@@ -319,9 +319,11 @@ def before_after(ev: CommitEvidence, terms: dict[str, float], limit: int = 2) ->
     for c in ev.chunks:
         if c.kind != "diff":
             continue
+        # A test's or example's diff follows the change; the source diff carries it.
+        weight = 0.5 if re.search(r"(^|/)(tests?|examples?)/|(^|/)test_", c.path) else 1.0
         for removed, added in _blocks(c.text):
             for line in removed + added:
-                s = support(terms, line) + (0.01 if line in added else 0)
+                s = weight * support(terms, line) + (0.01 if line in added else 0) + (0.05 if removed and added else 0)
                 if s > 0 and (best is None or s > best[0]):
                     best = (s, c.path, removed, added)
     if best is None:
