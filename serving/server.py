@@ -15,14 +15,15 @@ import sys
 import time
 import uuid
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
-from ml.errors import NoIndexError, UserError
+from ml.errors import NoIndexError
 from ml.index.local_server import alive, processes_with_env, stop_orphan, terminate
 from ml.index.weaviate_index import WeaviateIndex
 from ml.pipeline import require_index
 from ml.settings import Settings
-from serving.client import find_server, server_file
+from serving.client import server_file
 
 STOP_TIMEOUT_S = 30.0
 # Marks every process of one `tqa serve` run (BentoML starts its workers in sessions of their own, so neither the
@@ -35,7 +36,7 @@ class _Stop(Exception):
 
 
 def clean_stale_record(settings: Settings, say: Callable[[str], None] = print) -> None:
-    """Refuse if a `tqa serve` already serves this data dir; clean up after one that crashed."""
+    """Clean up after a `tqa serve` of this data dir that crashed (one still running is left alone)."""
     record = server_file(settings)
     try:
         info: dict[str, Any] = json.loads(record.read_text())
@@ -44,11 +45,10 @@ def clean_stale_record(settings: Settings, say: Callable[[str], None] = print) -
         info = {}
     if info:
         if alive(int(info.get("pid", 0))):
-            url = find_server(settings) or info.get("url")
-            raise UserError(
-                f"tqa serve already runs for data dir {settings.data_dir} at {url} (pid {info['pid']}); "
-                f"stop it first (`kill {info['pid']}`)."
-            )
+            # A second server on the same data dir (another port, a release slot) is allowed; the CLI then finds
+            # the newest one.
+            say(f"Another tqa serve (pid {info['pid']}) serves this data dir at {info.get('url')}.")
+            return
         left = processes_with_env(RUN_ID_VAR, str(info["run_id"])) if info.get("run_id") else set()
         if left:
             say(f"Stopping {len(left)} BentoML processes left by a tqa serve that did not shut down.")
@@ -110,11 +110,21 @@ def run_server(settings: Settings, host: str, port: int, say: Callable[[str], No
         try:
             if process is not None and process.poll() is None:
                 _stop(process, run_id)
-            record.unlink(missing_ok=True)
+            _unlink_if_ours(record)
             index.close()
         finally:
             signal.signal(signal.SIGTERM, previous)
             signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
+def _unlink_if_ours(record: Path) -> None:
+    """Remove the server record unless a later `tqa serve` of the same data dir has replaced it."""
+    try:
+        if json.loads(record.read_text()).get("pid") != os.getpid():
+            return
+    except (OSError, ValueError):
+        return
+    record.unlink(missing_ok=True)
 
 
 def _stop(process: subprocess.Popen[bytes], run_id: str) -> int:
