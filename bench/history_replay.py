@@ -64,6 +64,8 @@ def main() -> None:
         if syncer.state.get("head") != head:
             raise SystemExit(f"the data dir is at {syncer.state.get('head')}, not {head}: ingest the clone first")
         fresh = snapshot(syncer.index)
+        if len(fresh) != syncer.index.count():
+            raise SystemExit(f"read back {len(fresh)} of {syncer.index.count()} chunks; the comparison would be void")
         started = time.monotonic()
         rewind = syncer.run(base)[0]
         print(
