@@ -9,6 +9,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from ml.index.local_server import processes_with_env
 from ml.net import wait_until_ready
 from ml.settings import Settings
 from tests.support.ports import free_port
@@ -22,7 +23,15 @@ class Served:
 
     def kill9(self) -> None:
         """SIGKILL the server and its workers at once, as a crash would."""
+        # BentoML runs in a session of its own (tqa serve stops it in order), and its workers in theirs; all carry
+        # the port in their environment.
+        run = processes_with_env("TQA_PORT", self.url.rsplit(":", 1)[1])
         os.killpg(self.proc.pid, signal.SIGKILL)
+        for pid in run:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
         self.proc.wait()
 
     def stop(self) -> None:
