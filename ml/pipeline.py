@@ -239,10 +239,13 @@ class QA:
         self.retriever = Retriever(
             index,
             self._batcher or self.embedder,  # type: ignore[arg-type]
-            RetrievalConfig(alpha=settings.alpha, candidates=settings.candidates),
+            RetrievalConfig(alpha=settings.alpha, candidates=settings.candidates, ranker=settings.ranker),
+            model=load_ranker(settings),
+            families=corpus_families(settings),
         )
         # TQA_ANSWERER=llm puts the LLM first, with the extractive answerer as its fallback.
-        self.answerer = answerer or build_answerer(settings, ExtractiveAnswerer(threshold=settings.abstain_threshold))
+        extractive = ExtractiveAnswerer(threshold=settings.abstain_threshold, model=load_confidence(settings))
+        self.answerer = answerer or build_answerer(settings, extractive)
 
     def warm_up(self) -> None:
         """Load the embedding model and touch the index so the first request is as fast as the rest."""
@@ -273,6 +276,44 @@ class QA:
             self._batcher.close()
         if self._owns_index:
             self.index.close()
+
+
+def load_ranker(settings: Settings) -> Any:
+    """The learned re-ranker: the data dir's own (`tqa train ranker`) when there is one, else the shipped one."""
+    from ml.rank import RankModel, default_model
+
+    own = settings.data_dir / "ranker.json"
+    return RankModel.load(own) if own.is_file() else default_model()
+
+
+def load_confidence(settings: Settings) -> Any:
+    """The calibrated confidence and abstention model: the data dir's own when trained there, else the shipped one.
+    None (the heuristic confidence) when the learned ranker is off, since the model reads the ranker's scores."""
+    from ml.answer.confidence import ConfidenceModel, default_confidence
+
+    if not settings.ranker:
+        return None
+    own = settings.data_dir / "confidence.json"
+    return ConfidenceModel.load(own) if own.is_file() else default_confidence()
+
+
+def corpus_families(settings: Settings) -> dict[str, str]:
+    """Model family -> its folder's path prefix in the index, for the indexed package or checkout."""
+    from ml.rank import family_prefixes
+
+    if not settings.state_db.exists():
+        return {}
+    store = StateStore(settings.state_db)
+    try:
+        root = store.get_meta("root")
+    finally:
+        store.close()
+    if not root:
+        return {}
+    path = Path(root)
+    if (path / "models").is_dir():  # the package: paths start with its name
+        return family_prefixes(path, f"{path.name}/")
+    return family_prefixes(path / "src" / "transformers", "src/transformers/")
 
 
 def require_index(settings: Settings) -> None:

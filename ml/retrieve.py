@@ -6,10 +6,12 @@ import re
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from ml.index.embed import Embedder
 from ml.index.tokens import split_identifier
 from ml.index.weaviate_index import WeaviateIndex
+from ml.rank import Candidate, RankModel, asked_families, featurize
 from ml.retrieve_history import boost_history, expand_history, fetch_commits, history_intent
 from ml.types import HISTORY_KINDS, Hit
 
@@ -30,6 +32,10 @@ class RetrievalConfig:
     history_boost: float = 0.5
     history_links: bool = True
     history_route_threshold: float = 0.5
+    # Learned re-ranking (`ml.rank`): on when a model is given to the retriever; extra candidate searches feed it.
+    ranker: bool = True
+    bm25_candidates: int = 30
+    family_candidates: int = 15
 
 
 def query_identifiers(query: str) -> set[str]:
@@ -46,10 +52,19 @@ def query_identifiers(query: str) -> set[str]:
 class Retriever:
     """Searches the index for a question; stateless apart from the clients it is given."""
 
-    def __init__(self, index: WeaviateIndex, embedder: Embedder, config: RetrievalConfig | None = None):
+    def __init__(
+        self,
+        index: WeaviateIndex,
+        embedder: Embedder,
+        config: RetrievalConfig | None = None,
+        model: RankModel | None = None,
+        families: dict[str, str] | None = None,
+    ):
         self.index = index
         self.embedder = embedder
         self.config = config or RetrievalConfig()
+        self.model = model
+        self.families = families or {}
         self._has_history: bool | None = None
 
     def history_enabled(self) -> bool:
@@ -71,16 +86,20 @@ class Retriever:
     ) -> list[Hit]:
         """The best `k` hits for `query`, best first."""
         t0 = time.perf_counter()
-        vector = self.embedder.embed_query(query) if self.config.alpha > 0 else None
+        vector = self.embedder.embed_query(query) if self.config.alpha > 0 or self.ranked else None
         t1 = time.perf_counter()
-        hits = self.index.hybrid(
-            query,
-            vector,
-            limit=max(k, self.config.candidates),
-            alpha=self.config.alpha,
-            kinds=kinds,
-            path_prefix=path_prefix,
-        )
+        if self.ranked:
+            candidates, asked = self.candidates(query, vector, k, kinds, path_prefix)
+            hits = [c.hit for c in candidates]
+        else:
+            hits = self.index.hybrid(
+                query,
+                vector,
+                limit=max(k, self.config.candidates),
+                alpha=self.config.alpha,
+                kinds=kinds,
+                path_prefix=path_prefix,
+            )
         # History steps need every kind and no path filter: the commits they add have no path.
         history = (
             not path_prefix
@@ -104,7 +123,10 @@ class Retriever:
                     merged[h.chunk.id] = h
             hits = list(merged.values())
         t2 = time.perf_counter()
-        hits = self.rerank(query, hits)
+        if self.ranked:
+            hits = self.rank(query, candidates, asked)
+        else:
+            hits = self.rerank(query, hits)
         if history:
             hits = boost_history(hits, intent, self.config.history_boost)
             if self.config.history_links:
@@ -114,6 +136,56 @@ class Retriever:
             timings["search_ms"] = (t2 - t1) * 1000
             timings["rerank_ms"] = (time.perf_counter() - t2) * 1000
         return hits[:k]
+
+    @property
+    def ranked(self) -> bool:
+        return self.model is not None and self.config.ranker
+
+    def candidates(
+        self,
+        query: str,
+        vector: Any,
+        k: int = 10,
+        kinds: Sequence[str] | None = None,
+        path_prefix: str | None = None,
+    ) -> tuple[list[Candidate], list[str]]:
+        """The union of the hybrid candidates, the BM25 candidates and, for a family the question names, that
+        family's folder; each with the scores of the searches that found it. Returns them and the asked families."""
+        found: dict[str, Candidate] = {}
+        limit = max(k, self.config.candidates)
+        for rank, hit in enumerate(self.index.hybrid(query, vector, limit, self.config.alpha, kinds, path_prefix), 1):
+            found[hit.chunk.id] = Candidate(hit, hybrid=hit.score, hybrid_rank=rank)
+        if self.config.bm25_candidates:
+            bm25 = self.index.hybrid(query, vector, self.config.bm25_candidates, 0.0, kinds, path_prefix)
+            for rank, hit in enumerate(bm25, 1):
+                c = found.setdefault(hit.chunk.id, Candidate(hit))
+                c.bm25, c.bm25_rank = hit.score, rank
+        asked = asked_families(query, self.families) if not path_prefix else []
+        for family in asked:
+            routed = self.index.hybrid(
+                query, vector, self.config.family_candidates, self.config.alpha, kinds, self.families[family]
+            )
+            for rank, hit in enumerate(routed, 1):
+                # Scores of a routed search are relative to its own best hit: a candidate found only there gets a
+                # rank past the main list's, so its weight comes from the family features, not an inflated score.
+                found.setdefault(hit.chunk.id, Candidate(hit, hybrid=hit.score * 0.5, hybrid_rank=limit + rank))
+        return list(found.values()), asked
+
+    def rank(self, query: str, candidates: list[Candidate], asked: list[str]) -> list[Hit]:
+        """Order candidates by the learned model's probability (the hit's new score); one hit per symbol."""
+        assert self.model is not None
+        x = featurize(query, candidates, self.families, asked)
+        probabilities = self.model.probability(x)
+        order = sorted(range(len(candidates)), key=lambda i: -probabilities[i])
+        hits, seen = [], set()
+        for i in order:
+            hit = candidates[i].hit
+            key = (hit.chunk.path, hit.chunk.symbol or hit.chunk.id)
+            if self.config.dedupe_symbols and key in seen:
+                continue
+            seen.add(key)
+            hits.append(Hit(chunk=hit.chunk, score=float(probabilities[i]), dense=hit.dense))
+        return hits
 
     def rerank(self, query: str, hits: list[Hit]) -> list[Hit]:
         """Boost hits whose symbol the question names (exactly, or by its words); keep one hit per symbol."""

@@ -20,7 +20,7 @@ class Settings(BaseSettings):
     Nothing is created or connected when settings are read; callers do that explicitly.
     """
 
-    model_config = SettingsConfigDict(env_prefix="TQA_", env_file=".env", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="TQA_", env_file=".env", extra="ignore", env_ignore_empty=True)
 
     environment: Environment = "local"
     data_dir: Path = Field(default=Path(".tqa"), description="Index, state and logs of the embedded default.")
@@ -59,7 +59,14 @@ class Settings(BaseSettings):
     # Retrieval and answering.
     alpha: float = Field(default=0.5, ge=0.0, le=1.0, description="Hybrid weight: 1 = dense only, 0 = BM25 only.")
     candidates: int = Field(default=20, ge=1, le=500)
-    abstain_threshold: float = Field(default=0.5, ge=0.0, le=1.0)
+    ranker: bool = Field(default=True, description="Re-rank with the learned model (`tqa train ranker`).")
+    abstain_threshold: float | None = Field(
+        default=None,
+        ge=0.0,
+        le=1.0,
+        description="Abstain below this in-scope probability (default: the one tuned with the confidence model), "
+        "or below this heuristic confidence when no model is used (default 0.5).",
+    )
     answerer: Literal["extractive", "llm"] = "extractive"
 
     # LLM answerer: any OpenAI-compatible endpoint (the Qwen runner, vLLM, Ollama); extractive is the fallback.

@@ -7,10 +7,12 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-ChunkKind = Literal["module", "class", "function", "method", "text", "doc", "commit", "diff", "issue", "pr"]
+ChunkKind = Literal[
+    "module", "class", "function", "method", "argument", "example", "text", "doc", "commit", "diff", "issue", "pr"
+]
 # Chunks of a file of the corpus (owned by the file pass of an ingest) and chunks of the history (commits, their
 # diffs, issues and PRs). Diff and review chunks also carry file paths, so file-level cleanup filters by kind.
-FILE_KINDS: tuple[str, ...] = ("module", "class", "function", "method", "text", "doc")
+FILE_KINDS: tuple[str, ...] = ("module", "class", "function", "method", "argument", "example", "text", "doc")
 HISTORY_KINDS: tuple[str, ...] = ("commit", "diff", "pr", "issue")
 
 # Fixed namespace so a chunk's id depends only on its identity, never on the machine or the run.

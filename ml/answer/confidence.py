@@ -67,12 +67,13 @@ class ConfidenceModel:
     features: list[str] = field(default_factory=lambda: list(FEATURES))
     trained_on: dict[str, object] = field(default_factory=dict)
 
-    def assess(self, question: str, hits: list[Hit]) -> tuple[float, bool]:
-        """(confidence, abstain) for a question and its ranked hits."""
+    def assess(self, question: str, hits: list[Hit], threshold: float | None = None) -> tuple[float, bool]:
+        """(confidence, abstain) for a question and its ranked hits; `threshold` overrides the tuned one."""
         if not hits:
             return 0.0, True
         x = features(question, hits)
-        return round(self.correct.probability(x), 3), self.scope.probability(x) < self.threshold
+        limit = self.threshold if threshold is None else threshold
+        return round(self.correct.probability(x), 3), self.scope.probability(x) < limit
 
     def save(self, path: Path) -> None:
         data = {

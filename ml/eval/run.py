@@ -9,10 +9,10 @@ from ml.eval.retrieval import (
     Query,
     Result,
     Searcher,
+    bm25_searchers,
     dev_queries,
     docstring_queries,
     evaluate,
-    file_bm25_searcher,
     load_queries,
 )
 from ml.pipeline import QA
@@ -29,14 +29,16 @@ def _results(hits: list[Hit]) -> list[Result]:
     ]
 
 
-def searchers(qa: QA, corpus: Corpus, configs: dict[str, RetrievalConfig] | None = None) -> dict[str, Searcher]:
-    """The system (and any extra configurations), per-symbol plain BM25 and whole-file plain BM25."""
+def searchers(
+    qa: QA, corpus: Corpus, configs: dict[str, RetrievalConfig] | None = None, baselines: bool = True
+) -> dict[str, Searcher]:
+    """The system (and any extra configurations) beside the BM25 baselines (per symbol, whole file, two-stage)."""
     out: dict[str, Searcher] = {}
     for name, config in {"system": qa.retriever.config, **(configs or {})}.items():
-        retriever = Retriever(qa.index, qa.embedder, config)
+        retriever = Retriever(qa.index, qa.embedder, config, qa.retriever.model, qa.retriever.families)
         out[name] = lambda q, k, r=retriever: _results(r.search(q, k=k))
-    out["bm25_symbol"] = lambda q, k: _results(qa.index.hybrid(q, None, k, 0.0, properties=["text"], expand=False))
-    out["bm25_file"] = file_bm25_searcher(corpus)
+    if baselines:
+        out.update(bm25_searchers(corpus))
     return out
 
 

@@ -79,7 +79,7 @@ def dev_items(corpus: Corpus) -> list[Item]:
                 category="dev",
                 persona=q.persona,
                 source_kind="code",
-                must_mention=[q.symbol.rsplit(".", 1)[-1]],
+                must_mention=q.facts or [q.symbol.rsplit(".", 1)[-1]],
                 gold=resolve_gold(corpus, q.path, q.symbol),
             )
         )

@@ -20,7 +20,7 @@ from ml.types import Chunk, chunk_id
 
 DEFAULT_REPO_URL = "https://github.com/huggingface/transformers"
 # Bump when chunking changes what a file's chunks contain: ingest then re-chunks every file, not only changed ones.
-CHUNKER_VERSION = "2"
+CHUNKER_VERSION = "3"
 
 
 @dataclass(frozen=True)

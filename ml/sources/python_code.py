@@ -5,6 +5,8 @@ from __future__ import annotations
 import ast
 from dataclasses import dataclass
 
+from ml.sources.docstrings import docstring_units
+
 # A function longer than this is split into overlapping windows that keep its symbol and exact lines.
 MAX_LINES = 80
 WINDOW = 60
@@ -127,6 +129,7 @@ def chunk_python(source: str, module: str) -> list[Piece]:
         decorators = "\n".join(lines[i - 1].rstrip() for i in range(start, node.lineno))
         text = "\n".join(x for x in (decorators, sig, _indent_doc(ast.get_docstring(node)), "\n".join(members)) if x)
         pieces.append(Piece("class", qual, start, end, text, parent_symbol=parent, signature=sig))
+        _units(node, qual, parent, sig)
         visit(node.body, qual)
 
     def _function(node: ast.FunctionDef | ast.AsyncFunctionDef, parent: str) -> None:
@@ -142,6 +145,14 @@ def chunk_python(source: str, module: str) -> list[Piece]:
             if i > 0:
                 body = f"{sig}\n    ... (continued, part {i + 1} of {len(spans)})\n{body}"
             pieces.append(Piece(kind, qual, s, e, body, parent_symbol=parent, signature=sig, part=i))
+        _units(node, qual, parent, sig)
+
+    def _units(node: ast.AST, qual: str, parent: str, sig: str) -> None:
+        """Argument entries and usage examples as chunks of their own, under the symbol they document."""
+        for unit in docstring_units(node, lines):
+            head = f"{qual} argument `{unit.name}`" if unit.kind == "argument" else f"{qual} usage example"
+            text = f"{head}\n{unit.text}"
+            pieces.append(Piece(unit.kind, qual, unit.start_line, unit.end_line, text, parent, sig))
 
     class_symbols = _qualnames_of_classes(tree)
 

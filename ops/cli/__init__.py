@@ -7,7 +7,7 @@ import sys
 import typer
 
 from ml.errors import UserError
-from ops.cli import dataset, evaluate, feedback, index, infra, query
+from ops.cli import dataset, evaluate, feedback, index, infra, query, train
 
 HELP = "Transformers QA: ask the HuggingFace Transformers repository a question, get a cited answer."
 
@@ -33,6 +33,10 @@ eval_app.command()(evaluate.retrieval)
 eval_app.command()(evaluate.run)
 app.add_typer(eval_app, name="eval")
 app.command()(evaluate.register)
+
+train_app = _group("Train the learned parts of the pipeline on the configured index.")
+train_app.command()(train.ranker)
+app.add_typer(train_app, name="train")
 
 feedback_app = _group("Ratings and corrections people sent from the web page: review them, export approved pairs.")
 for command in (feedback.review, feedback.approve, feedback.reject, feedback.export, feedback.stats):

@@ -10,7 +10,7 @@ from pathlib import Path
 
 TOP_LEVEL = {
     "setup", "ingest", "status", "sync", "watch", "search", "ask", "serve",
-    "eval", "register", "dataset", "mlflow", "infra", "feedback", "dashboard",
+    "eval", "register", "train", "dataset", "mlflow", "infra", "feedback", "dashboard",
 }  # fmt: skip
 HEAVY = {"torch", "transformers", "sentence_transformers", "weaviate", "llama_index", "bentoml", "mlflow"}
 

@@ -1,0 +1,149 @@
+"""Train the learned re-ranker on questions with known gold symbols, through the real retriever and index.
+
+Training questions: the tuning half of the hand-written dev set (never its test half) and questions made from
+docstrings (the first sentence of a symbol's docstring asks for it without naming it, the way users describe
+behaviour). Every candidate the retriever finds for a question is one example, labelled by whether it is a gold
+symbol; the model is a logistic regression over `ml.rank.FEATURES`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from ml.eval.retrieval import Gold, Query, Result, docstring_queries, first_rank, resolve_gold
+from ml.rank import RankModel, fit
+from ml.retrieve import Retriever
+from ml.settings import Settings
+from ml.sources.corpus import Corpus
+
+if TYPE_CHECKING:
+    from ml.answer.confidence import ConfidenceModel
+
+# Docstring questions used for training are drawn with another seed than the evaluation's docstring set.
+TRAIN_DOCSTRING_SEED = 7
+DEV_WEIGHT = 3  # a hand-written question counts as this many generated ones
+
+
+@dataclass
+class Examples:
+    x: np.ndarray
+    y: np.ndarray
+    groups: np.ndarray
+
+
+def golds_of(corpus: Corpus, query: Query) -> list[Gold]:
+    refs = [(query.path, query.symbol), *((a.path, a.symbol) for a in query.alt)]
+    return [g for g in (resolve_gold(corpus, p, s) for p, s in refs) if g is not None]
+
+
+def examples(retriever: Retriever, corpus: Corpus, queries: list[Query], weight: int = 1) -> Examples:
+    """Features and labels of every candidate of every query whose gold resolves."""
+    from ml.rank import featurize
+
+    xs, ys, groups = [], [], []
+    for q in queries:
+        golds = golds_of(corpus, q)
+        if not golds:
+            continue
+        vector = retriever.embedder.embed_query(q.question)
+        candidates, asked = retriever.candidates(q.question, vector)
+        if not candidates:
+            continue
+        x = featurize(q.question, candidates, retriever.families, asked)
+        y = [1 if first_rank([_result(c.hit)], golds) == 1 else 0 for c in candidates]
+        for _ in range(weight):
+            xs.append(x)
+            ys.extend(y)
+            groups.extend([f"{q.id}"] * len(y))
+    if not xs:
+        raise ValueError("No training question has a gold symbol in this corpus.")
+    return Examples(np.vstack(xs), np.asarray(ys), np.asarray(groups))
+
+
+def _result(hit) -> Result:  # noqa: ANN001
+    c = hit.chunk
+    return Result(path=c.path, start_line=c.start_line, end_line=c.end_line, symbol=c.symbol)
+
+
+def train(
+    retriever: Retriever,
+    corpus: Corpus,
+    dev: list[Query],
+    docstrings: int = 400,
+    say: Callable[[str], None] = lambda _: None,
+) -> RankModel:
+    """Fit the ranker on the given dev questions (the tuning half) plus `docstrings` generated ones."""
+    generated = docstring_queries(corpus, n=docstrings, seed=TRAIN_DOCSTRING_SEED)
+    say(f"candidates for {len(dev)} dev and {len(generated)} docstring questions")
+    parts = [examples(retriever, corpus, dev, DEV_WEIGHT), examples(retriever, corpus, generated)]
+    data = Examples(
+        np.vstack([p.x for p in parts]), np.concatenate([p.y for p in parts]), np.concatenate([p.groups for p in parts])
+    )
+    model = fit(data.x, data.y, data.groups)
+    model.trained_on.update({"dev_questions": len(dev), "docstring_questions": len(generated)})
+    return model
+
+
+def train_all(
+    settings: Settings, out_dir: Path | None = None, docstrings: int = 400, say: Callable[[str], None] = print
+) -> Path:
+    """`tqa train ranker`: the ranker, then the confidence model on its rankings, saved in `out_dir` (default: the
+    data dir, where `QA` picks them up over the shipped ones). Only the tuning halves are read."""
+    from ml.eval.retrieval import dev_queries, out_of_scope_questions
+    from ml.eval.suite import index_corpus
+    from ml.pipeline import QA
+
+    out = out_dir or settings.data_dir
+    out.mkdir(parents=True, exist_ok=True)
+    corpus = index_corpus(settings)
+    qa = QA(settings)
+    try:
+        retriever = qa.retriever
+        model = train(retriever, corpus, dev_queries("tune"), docstrings, say)
+        model.save(out / "ranker.json")
+        say(f"ranker: {model.trained_on}")
+        retriever.model = model
+        confidence = train_confidence(retriever, corpus, dev_queries("tune"), out_of_scope_questions("tune"))
+        confidence.save(out / "confidence.json")
+        say(f"confidence: {confidence.trained_on}, abstain below in-scope probability {confidence.threshold:.3f}")
+    finally:
+        qa.close()
+    return out
+
+
+def train_confidence(
+    retriever: Retriever, corpus: Corpus, dev: list[Query], out_of_scope: list[str], false_abstention: float = 0.04
+) -> ConfidenceModel:
+    """Fit P(correct) on the dev questions and P(in scope) on them against out-of-scope ones, through the ranked
+    retriever; the abstention threshold lets at most `false_abstention` of the dev questions abstain."""
+    from ml.answer.confidence import ConfidenceModel, features, fit_logistic
+
+    rows, correct, scope = [], [], []
+    for q in dev:
+        golds = golds_of(corpus, q)
+        if not golds:
+            continue
+        hits = retriever.search(q.question, k=10)
+        rows.append(features(q.question, hits)[0])
+        correct.append(1 if first_rank([_result(h) for h in hits[:3]], golds) else 0)
+        scope.append(1)
+    answerable = len(rows)
+    for question in out_of_scope:
+        rows.append(features(question, retriever.search(question, k=10))[0])
+        scope.append(0)
+    x, s = np.asarray(rows), np.asarray(scope)
+    correct_model = fit_logistic(x[:answerable], np.asarray(correct))
+    scope_model = fit_logistic(x, s)
+    in_scope = sorted(scope_model.probability(row[None, :]) for row in x[:answerable])
+    threshold = in_scope[int(false_abstention * len(in_scope))] if in_scope else 0.5
+    return ConfidenceModel(
+        correct_model,
+        scope_model,
+        float(threshold),
+        trained_on={"answerable": answerable, "out_of_scope": len(out_of_scope), "correct": int(sum(correct))},
+    )
