@@ -36,6 +36,7 @@ class Settings(BaseSettings):
     weaviate_port: int = 8079
     weaviate_grpc_port: int = 50060
     collection: str = "Chunk"
+    weaviate_startup_s: int = Field(default=120, ge=1, description="Longest wait for an embedded server to be ready.")
     replication_factor: int = Field(
         default=1, ge=1, description="Copies of each object when the collection is created (3 on a 3-node cluster)."
     )

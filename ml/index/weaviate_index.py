@@ -97,15 +97,28 @@ def connect(settings: Settings) -> weaviate.WeaviateClient:
         raise UserError(f"The Weaviate server binary is missing ({binary}); run `make setup` (or `tqa setup`) first.")
     settings.weaviate_data_dir.mkdir(parents=True, exist_ok=True)
     node = node_name(settings)
-    client = weaviate.connect_to_embedded(
-        version=settings.weaviate_version,
-        binary_path=str(settings.binary_dir),
-        persistence_data_path=str(settings.weaviate_data_dir.resolve()),
-        port=http_port,
-        grpc_port=grpc_port,
-        environment_variables=embedded_env(settings) | cluster_env(node),
+    from weaviate.embedded import EmbeddedOptions
+
+    client = weaviate.WeaviateClient(
+        embedded_options=EmbeddedOptions(
+            version=settings.weaviate_version,
+            binary_path=str(settings.binary_dir),
+            persistence_data_path=str(settings.weaviate_data_dir.resolve()),
+            port=http_port,
+            grpc_port=grpc_port,
+            additional_env_vars=embedded_env(settings) | cluster_env(node),
+        ),
         additional_config=timeout,
     )
+    # The client waits a fixed 10 s for an embedded server to become ready; a server loading a full index on a
+    # busy 2-core machine needs longer, so the wait is the configured one.
+    wait = client._connection.wait_for_weaviate
+    client._connection.wait_for_weaviate = lambda _period: wait(settings.weaviate_startup_s)  # type: ignore[method-assign]
+    try:
+        client.connect()
+    except Exception:
+        client.close()
+        raise
     process = getattr(getattr(client, "_connection", None), "embedded_db", None)
     pid = getattr(getattr(process, "process", None), "pid", None)
     if pid:
