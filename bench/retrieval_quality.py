@@ -36,12 +36,27 @@ def ablations(base: RetrievalConfig) -> dict[str, RetrievalConfig]:
     }
 
 
-def retrieval(qa: QA, corpus: Any, docstrings: int) -> dict[str, Any]:
+def indexed_paths(settings: Settings) -> set[str]:
+    """Paths of the files the index holds (a partial index is compared on its own files only)."""
+    from ml.index.state import StateStore
+
+    store = StateStore(settings.state_db)
+    try:
+        return set(store.for_corpus(store.get_meta("corpus") or "").files())
+    finally:
+        store.close()
+
+
+def questions(split: str, only: set[str] | None) -> list[Any]:
+    return [q for q in dev_queries(split) if only is None or q.path in only]
+
+
+def retrieval(qa: QA, corpus: Any, docstrings: int, only: set[str] | None = None) -> dict[str, Any]:
     systems = searchers(qa, corpus, ablations(qa.retriever.config), baselines=False)
-    systems.update(bm25_searchers(corpus, TWO_STAGE_WEIGHTS))
+    systems.update(bm25_searchers(corpus, TWO_STAGE_WEIGHTS, only))
     out: dict[str, Any] = {}
     for split in ("tune", "test"):
-        out[split] = evaluate(dev_queries(split), corpus, systems)
+        out[split] = evaluate(questions(split, only), corpus, systems)
     # The two-stage baseline's weight is the one best on the tuning half.
     best = max(TWO_STAGE_WEIGHTS, key=lambda w: out["tune"]["systems"][f"bm25_two_stage_{w:g}"]["symbol_recall@5"])
     for split in out.values():
@@ -51,16 +66,17 @@ def retrieval(qa: QA, corpus: Any, docstrings: int) -> dict[str, Any]:
             del split["systems"][f"bm25_two_stage_{w:g}"]
     if docstrings:
         keep = {k: systems[k] for k in ("system", "no_ranker", "bm25_symbol", "bm25_file", f"bm25_two_stage_{best:g}")}
-        out["docstring"] = evaluate(docstring_queries(corpus, n=docstrings), corpus, keep)
+        generated = [q for q in docstring_queries(corpus, n=docstrings) if only is None or q.path in only]
+        out["docstring"] = evaluate(generated, corpus, keep)
     return out
 
 
-def answers(qa: QA, corpus: Any) -> dict[str, Any]:
+def answers(qa: QA, corpus: Any, only: set[str] | None = None) -> dict[str, Any]:
     """Facts present, gold cited, confidence AUROC and abstention per split."""
     out: dict[str, Any] = {}
     for split in ("tune", "test"):
         rows = []
-        for q in dev_queries(split):
+        for q in questions(split, only):
             golds = golds_of(corpus, q)
             a = qa.ask(q.question)
             cited = [
@@ -121,13 +137,19 @@ def main() -> None:
     parser.add_argument("--docstrings", type=int, default=200)
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--plot", type=Path, default=None, help="Write the reliability plot to this PNG.")
+    parser.add_argument(
+        "--indexed-only",
+        action="store_true",
+        help="A partial index: only questions whose gold file is indexed, baselines over the indexed files only.",
+    )
     args = parser.parse_args()
     settings = Settings()
     corpus = index_corpus(settings)
+    only = indexed_paths(settings) if args.indexed_only else None
     qa = QA(settings)
     try:
-        ranked = retrieval(qa, corpus, args.docstrings)
-        answered = answers(qa, corpus)
+        ranked = retrieval(qa, corpus, args.docstrings, only)
+        answered = answers(qa, corpus, only)
     finally:
         qa.close()
     if args.plot:
@@ -135,7 +157,8 @@ def main() -> None:
     if args.json:
         print(json.dumps({"retrieval": ranked, "answers": answered}))
         return
-    print(f"retrieval quality ({machine()})")
+    scope = f"partial index: {len(only)} files" if only is not None else "full index"
+    print(f"retrieval quality ({machine()}; {scope})")
     for set_name, result in ranked.items():
         extra = (
             f", two-stage file weight {result['two_stage_weight']:g} (picked on tune)"

@@ -190,7 +190,9 @@ def _symbols(tree: Any) -> Iterable[tuple[Any, str]]:
 Searcher = Callable[[str, int], list[Result]]
 
 
-def bm25_searchers(corpus: Corpus, two_stage_weights: Iterable[float] = (0.5,)) -> dict[str, Searcher]:
+def bm25_searchers(
+    corpus: Corpus, two_stage_weights: Iterable[float] = (0.5,), only: set[str] | None = None
+) -> dict[str, Searcher]:
     """The BM25 baselines over the corpus's own chunks and files (no index needed): per symbol with identifier
     splitting, whole files, and two-stage (symbol + weighted file score) for each weight."""
     from ml.eval import bm25
@@ -200,6 +202,8 @@ def bm25_searchers(corpus: Corpus, two_stage_weights: Iterable[float] = (0.5,)) 
     files: dict[str, str] = {}
     for file in corpus.iter_files():
         rel = corpus.rel(file)
+        if only is not None and rel not in only:
+            continue
         data = file.read_bytes()
         files[rel] = decode(data)[0]
         for c in chunk_file(corpus, rel, data).chunks:

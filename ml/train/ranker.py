@@ -76,9 +76,16 @@ def train(
     dev: list[Query],
     docstrings: int = 400,
     say: Callable[[str], None] = lambda _: None,
+    indexed: set[str] | None = None,
 ) -> RankModel:
-    """Fit the ranker on the given dev questions (the tuning half) plus `docstrings` generated ones."""
-    generated = docstring_queries(corpus, n=docstrings, seed=TRAIN_DOCSTRING_SEED)
+    """Fit the ranker on the given dev questions (the tuning half) plus `docstrings` generated ones; with `indexed`,
+    only questions whose gold file is in the index (a question nothing can answer teaches no ranking)."""
+
+    def keep(q: Query) -> bool:
+        return indexed is None or q.path in indexed
+
+    generated = [q for q in docstring_queries(corpus, n=docstrings, seed=TRAIN_DOCSTRING_SEED) if keep(q)]
+    dev = [q for q in dev if keep(q)]
     say(f"candidates for {len(dev)} dev and {len(generated)} docstring questions")
     parts = [examples(retriever, corpus, dev, DEV_WEIGHT), examples(retriever, corpus, generated)]
     data = Examples(
@@ -96,6 +103,7 @@ def train_all(
     data dir, where `QA` picks them up over the shipped ones). Only the tuning halves are read."""
     from ml.eval.retrieval import dev_queries, out_of_scope_questions
     from ml.eval.suite import index_corpus
+    from ml.index.state import StateStore
     from ml.pipeline import QA
 
     out = out_dir or settings.data_dir
@@ -104,11 +112,17 @@ def train_all(
     qa = QA(settings)
     try:
         retriever = qa.retriever
-        model = train(retriever, corpus, dev_queries("tune"), docstrings, say)
+        store = StateStore(settings.state_db)
+        try:
+            indexed = set(store.for_corpus(store.get_meta("corpus") or "").files()) or None
+        finally:
+            store.close()
+        model = train(retriever, corpus, dev_queries("tune"), docstrings, say, indexed)
         model.save(out / "ranker.json")
         say(f"ranker: {model.trained_on}")
         retriever.model = model
-        confidence = train_confidence(retriever, corpus, dev_queries("tune"), out_of_scope_questions("tune"))
+        answerable = [q for q in dev_queries("tune") if indexed is None or q.path in indexed]
+        confidence = train_confidence(retriever, corpus, answerable, out_of_scope_questions("tune"))
         confidence.save(out / "confidence.json")
         say(f"confidence: {confidence.trained_on}, abstain below in-scope probability {confidence.threshold:.3f}")
     finally:
