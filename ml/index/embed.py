@@ -198,6 +198,9 @@ class OnnxEncoder:
         self.max_tokens = max_tokens
         path = exported_model(location, cache_dir)
         self.tokenizer = AutoTokenizer.from_pretrained(location)
+        # A fast tokenizer sets its truncation and padding state per call, and concurrent calls can fail with
+        # "Already borrowed" in the tokenizers library; the session itself is safe to run from several threads.
+        self._tokenize_lock = threading.Lock()
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
@@ -216,13 +219,14 @@ class OnnxEncoder:
         out = np.zeros((len(texts), self.dimension), dtype=np.float32)
         for start in range(0, len(order), self.batch_size):
             rows = order[start : start + self.batch_size]
-            features = self.tokenizer(
-                [texts[i] for i in rows],
-                padding=True,
-                truncation=True,
-                max_length=self.max_tokens,
-                return_tensors="np",
-            )
+            with self._tokenize_lock:
+                features = self.tokenizer(
+                    [texts[i] for i in rows],
+                    padding=True,
+                    truncation=True,
+                    max_length=self.max_tokens,
+                    return_tensors="np",
+                )
             feed = {name: _input(features, name) for name in self.inputs}
             out[rows] = self.session.run(None, feed)[0]
         # The graph ends in sentence-transformers' Normalize; renormalising float32 output keeps exact unit length.
