@@ -29,13 +29,13 @@ run: setup ## The main job: index the installed transformers package, then ask i
 	$(BIN)/tqa ingest
 	$(BIN)/tqa ask "How do I load a model in 4-bit?"
 
-test: setup infra-tools browser ## Unit and integration tests (starts its own Weaviate, MLflow, BentoML, Ansible targets on 127.0.0.1)
+test: setup infra-tools browser release-tools ## Unit and integration tests (starts its own Weaviate, MLflow, BentoML, Ansible targets on 127.0.0.1)
 	$(BIN)/pytest -q tests
 
 test-unit: deps ## Unit tests only (no services)
 	$(BIN)/pytest -q tests/unit
 
-test-integration: setup infra-tools browser ## Integration tests only (real Weaviate, MLflow, BentoML, Ansible targets on 127.0.0.1)
+test-integration: setup infra-tools browser release-tools ## Integration tests only (real Weaviate, MLflow, BentoML, Ansible targets on 127.0.0.1)
 	$(BIN)/pytest -q tests/integration
 
 browser: ## Headless Chromium + chromedriver and Prometheus + promtool (Debian packages) for the web page and monitoring tests
@@ -96,3 +96,30 @@ infra-apply: deps ## tofu apply of infra/ with infra/$(ENV).tfvars, then write t
 
 infra-configure: deps ## Ansible site playbook on ansible/inventory/$(ENV)
 	$(BIN)/tqa infra configure $(ENV)
+
+# Releases (ops/release/, ops/load/): HAProxy splits traffic between two `tqa serve` slots, Prometheus feeds the
+# canary analysis, MLflow aliases say which version is staging, canary and production.
+.PHONY: release-tools bento loadtest canary promote rollback
+TARGET ?= $(TQA_LOAD_TARGET)
+LOADTEST_OUT ?= artifacts/loadtest
+CANARY_STEPS ?= 5,25,50
+CANARY_INTERVAL ?= 60
+
+BENTO_TAG_FILE ?=
+bento: deps ## Build the RAG and Qwen runner bentos offline, tagged with the git SHA, into dist/bento; prints the tags
+	bash scripts/release/build-bentos.sh $(BENTO_TAG_FILE)
+
+release-tools: ## HAProxy and Prometheus (Debian packages) for releases and their tests
+	bash scripts/release/install-tools.sh
+
+loadtest: deps ## Locust persona mix against TARGET=URL, headless; CSV + HTML in artifacts/loadtest; exit 1 on a missed threshold
+	$(BIN)/python -m ops.load.gate --target "$(TARGET)" --out $(LOADTEST_OUT)
+
+canary: deps release-tools ## Canary the deployed candidate, CANARY_STEPS every CANARY_INTERVAL s; rolls back on a breach, else holds
+	$(BIN)/tqa release canary --steps $(CANARY_STEPS) --interval $(CANARY_INTERVAL) --no-promote
+
+promote: deps ## Move `production` to the canary that passed every step
+	$(BIN)/tqa release promote
+
+rollback: deps ## Now: 100% to the last good production, aliases moved back
+	$(BIN)/tqa release rollback

@@ -98,6 +98,15 @@ class Settings(BaseSettings):
     # Serving.
     host: str = "127.0.0.1"
     port: int = 3000
+    model_alias: str | None = Field(
+        default=None, description="Serve the registered version this MLflow alias points at (staging, canary, ...)."
+    )
+    model_version: str | None = Field(default=None, description="Serve this registered version (wins over alias).")
+
+    # Releases: HAProxy splits traffic between two slots, Prometheus scrapes them (see ops/release/).
+    proxy_port: int = Field(default=8080, description="The release proxy; slots listen on proxy_port+1 and +2.")
+    prometheus_url: str = Field(default="http://127.0.0.1:9090", description="Prometheus used by canary analysis.")
+    prometheus_scrape_interval_s: float = Field(default=5.0, gt=0)
     api_keys: SecretStr | None = Field(
         default=None, description="Comma-separated keys that open write and admin routes; unset = those routes refuse."
     )

@@ -16,6 +16,7 @@ from ml.settings import Settings
 from ml.tracking.traces import make_tracer
 from ml.types import FILE_KINDS, HISTORY_KINDS, SearchResult
 from serving.doors import Doors
+from serving.release_info import ReleaseHeaders
 from serving.web_page import make_app
 
 os.environ.setdefault("BENTOML_DO_NOT_TRACK", "true")
@@ -169,6 +170,10 @@ class RAGService:
         except InvalidQuestion as exc:
             raise _check(exc) from exc
         return {"results": [SearchResult.of(h).model_dump() for h in hits]}
+
+
+# A release-pinned service names its version on every response (see serving/release_info.py).
+RAGService.add_asgi_middleware(ReleaseHeaders)
 
 
 # API keys on write and admin routes, per-client rate limits on /ask and /search, request size limits: see doors.py.

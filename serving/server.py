@@ -61,6 +61,14 @@ def clean_stale_record(settings: Settings, say: Callable[[str], None] = print) -
 
 def run_server(settings: Settings, host: str, port: int, say: Callable[[str], None] = print) -> int:
     """Serve until interrupted (SIGINT or SIGTERM); returns the service's exit code."""
+    release_env: dict[str, str] = {}
+    if settings.model_version or settings.model_alias:
+        from ml.tracking.release import resolve
+
+        release = resolve(settings, alias=settings.model_alias or None, version=settings.model_version or None)
+        settings = settings.model_copy(update=release.pinned)
+        release_env = release.env()
+        say(f"Release: version {release.version} of {settings.registered_model} (alias {release.alias or '-'}).")
     require_index(settings)
     clean_stale_record(settings, say)
     # The index process outlives BentoML workers and restarts, so this process starts and stops it.
@@ -73,6 +81,7 @@ def run_server(settings: Settings, host: str, port: int, say: Callable[[str], No
         BENTOML_DO_NOT_TRACK="true",
         TQA_HOST=host,
         TQA_PORT=str(port),
+        **release_env,
     )
     command = [
         sys.executable,

@@ -7,7 +7,7 @@ import sys
 import typer
 
 from ml.errors import UserError
-from ops.cli import dataset, evaluate, feedback, index, infra, query, train
+from ops.cli import dataset, evaluate, feedback, index, infra, query, release, train
 
 HELP = "Transformers QA: ask the HuggingFace Transformers repository a question, get a cited answer."
 
@@ -57,6 +57,11 @@ infra_app = _group("Chameleon infrastructure: leases (python-chi), OpenTofu/Terr
 for command in (infra.lease, infra.release, infra.plan, infra.apply, infra.destroy, infra.inventory, infra.configure):
     infra_app.command()(command)
 app.add_typer(infra_app, name="infra")
+
+release_app = _group("Releases: a registered version, staging -> canary -> production behind HAProxy.")
+for command in (release.deploy, release.canary, release.promote, release.status, release.rollback, release.down):
+    release_app.command()(command)
+app.add_typer(release_app, name="release")
 
 
 def main() -> None:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 TOP_LEVEL = {
     "setup", "ingest", "status", "sync", "watch", "search", "ask", "serve",
-    "eval", "register", "train", "dataset", "mlflow", "infra", "feedback", "dashboard",
+    "eval", "register", "train", "dataset", "mlflow", "infra", "release", "feedback", "dashboard",
 }  # fmt: skip
 HEAVY = {"torch", "transformers", "sentence_transformers", "weaviate", "llama_index", "bentoml", "mlflow"}
 
@@ -47,6 +47,12 @@ def test_eval_help_lists_retrieval_and_run() -> None:
     shown = tqa("eval", "--help")
     assert shown.returncode == 0, shown.stderr
     assert listed_commands(shown.stdout) == {"retrieval", "run"}
+
+
+def test_release_help_lists_the_rollout_commands() -> None:
+    shown = tqa("release", "--help")
+    assert shown.returncode == 0, shown.stderr
+    assert listed_commands(shown.stdout) == {"deploy", "canary", "promote", "status", "rollback", "down"}
 
 
 def test_status_without_an_index_is_one_sentence_on_stderr_and_nothing_on_stdout(tmp_path: Path) -> None:

@@ -1,0 +1,1 @@
+"""Releases: a registered version moves staging -> canary -> production behind HAProxy, analysed in Prometheus."""

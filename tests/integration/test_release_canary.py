@@ -1,0 +1,180 @@
+"""Releases for real on 127.0.0.1: two `tqa serve` slots behind HAProxy, scraped by Prometheus, aliases in MLflow.
+
+A canary killed with `kill -9` mid-step is rolled back at once (only the requests it held fail); a `tqa release
+canary` killed mid-step resumes the recorded step when run again and promotes a healthy candidate under traffic
+that sees no failed request; `tqa release rollback` then returns production to the previous version.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import psutil
+import pytest
+
+from ml.tracking.server import MlflowServer
+from tests.support.ports import free_port
+from tests.support.release import Traffic, register_version, release_env, tqa
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+MODEL = "tqa-release-test"
+
+
+@pytest.fixture(scope="module")
+def release(indexed, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
+    """Versions 1 (production: never abstains), 2 (bad: abstains on everything), 3 (good: another hybrid weight)."""
+    mlflow_server = MlflowServer(tmp_path_factory.mktemp("mlflow"), port=free_port())
+    with mlflow_server:
+        settings = indexed.settings.model_copy(update={"mlflow_tracking_uri": mlflow_server.uri})
+        work = tmp_path_factory.mktemp("models")
+        versions = {
+            "good": register_version(settings, MODEL, work / "v1", abstain_threshold=0.0),
+            "bad": register_version(settings, MODEL, work / "v2", abstain_threshold=1.0),
+            "next": register_version(settings, MODEL, work / "v3", abstain_threshold=0.0, alpha=0.6),
+        }
+        env = release_env(
+            settings.data_dir, settings.weaviate_port, settings.weaviate_grpc_port, mlflow_server.uri, MODEL
+        )
+        log = tmp_path_factory.mktemp("release") / "commands.log"
+        try:
+            yield {"env": env, "versions": versions, "log": log, "uri": mlflow_server.uri}
+        finally:
+            tqa(env, "release", "down", log=log)
+
+
+def _ok(result) -> None:  # type: ignore[no-untyped-def]
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def _status(release: dict) -> dict:
+    result = tqa(release["env"], "release", "status", "--json", log=release["log"])
+    _ok(result)
+    return json.loads(result.stdout)
+
+
+def _proxy_url(release: dict) -> str:
+    return f"http://127.0.0.1:{release['env']['TQA_PROXY_PORT']}"
+
+
+def test_unknown_version_changes_nothing(release: dict) -> None:
+    result = tqa(release["env"], "release", "deploy", "--env", "production", "--version", "99", log=release["log"])
+    assert result.returncode == 2
+    assert "has no version 99" in result.stderr
+    assert _status(release)["aliases"]["production"] is None
+
+
+def _events(release: dict) -> Path:
+    return Path(release["env"]["TQA_DATA_DIR"]) / "release" / "events.jsonl"
+
+
+def _start_canary(release: dict, steps: str, interval: str) -> tuple[subprocess.Popen, int]:
+    """`tqa release canary` in the background; returns it once its first step has moved traffic."""
+    events = _events(release)
+    seen = len(events.read_text().splitlines())
+    command = [sys.executable, "-m", "ops.cli", "release", "canary", "--steps", steps, "--interval", interval]
+    process = subprocess.Popen(command, env=release["env"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not any('"step"' in line for line in events.read_text().splitlines()[seen:]):
+        assert process.poll() is None and time.monotonic() < deadline, "the canary never reached its first step"
+        time.sleep(0.2)
+    return process, seen
+
+
+def test_a_canary_that_crashes_is_rolled_back_within_its_interval(release: dict) -> None:
+    env, versions, log = release["env"], release["versions"], release["log"]
+    _ok(tqa(env, "release", "deploy", "--env", "production", "--version", versions["good"], log=log))
+    _ok(tqa(env, "release", "deploy", "--env", "canary", "--version", versions["bad"], log=log))
+    health = httpx.get(f"{_proxy_url(release)}/healthz").json()
+    assert health == {"status": "ok", "version": versions["good"], "alias": "production"}
+
+    with Traffic(_proxy_url(release), users=4) as traffic:
+        process, _ = _start_canary(release, "20,50,100", "60")
+        time.sleep(3)
+        assert traffic.versions(time.time() - 3)[versions["bad"]] > 0  # the split is real
+        state = json.loads((Path(env["TQA_DATA_DIR"]) / "release" / "state.json").read_text())
+        canary_pid = state["slots"][state["rollout"]["slot"]]["pid"]
+        killed = time.time()
+        # The whole slot: `tqa serve`, BentoML and its workers (which run in sessions of their own).
+        slot = psutil.Process(canary_pid)
+        for process_ in [slot, *slot.children(recursive=True)]:
+            process_.send_signal(signal.SIGKILL)
+        _, stderr = process.communicate(timeout=60)
+        rolled_back = time.time()
+        time.sleep(2)
+    assert process.returncode == 1, stderr
+    assert "canary stopped answering" in stderr
+    assert rolled_back - killed < 60  # well within the step's 60 s interval
+
+    # Only requests the killed canary held can fail; none after the rollback.
+    failed = traffic.failures()
+    assert len(failed) <= 4 and all(o.time < rolled_back for o in failed), failed
+    assert set(traffic.versions(rolled_back + 1)) == {versions["good"]}
+
+    status = _status(release)
+    assert status["aliases"]["production"] == versions["good"]
+    assert status["aliases"]["canary"] is None
+    slots = {s["version"]: s for s in status["slots"].values()}
+    assert slots[versions["good"]]["proxy"] == [100, False]
+    assert slots[versions["bad"]]["proxy"] == [0, True]
+    assert status["rollout"]["phase"] == "rolled_back"
+    assert [e["event"] for e in status["events"]][-1] == "rollback"
+
+    from mlflow import MlflowClient
+
+    tags = MlflowClient(release["uri"]).get_model_version(MODEL, versions["bad"]).tags
+    assert tags["rollout.decision"] == "rolled_back"
+    assert "stopped answering" in tags["rollout.reason"]
+
+
+def test_a_killed_canary_command_resumes_and_promotes(release: dict) -> None:
+    """`kill -9` of `tqa release canary` mid-step: the re-run resumes the recorded step and promotes."""
+    env, versions, log = release["env"], release["versions"], release["log"]
+    _ok(tqa(env, "release", "deploy", "--env", "canary", "--version", versions["next"], log=log))
+    with Traffic(_proxy_url(release), users=4) as traffic:
+        time.sleep(2)
+        first, _ = _start_canary(release, "20,100", "10")
+        first.kill()
+        first.wait()
+        interrupted = _status(release)
+        assert interrupted["rollout"]["phase"] == "running" and interrupted["rollout"]["step"] == 0
+        canary_slot = next(s for s in interrupted["slots"].values() if s["version"] == versions["next"])
+        assert canary_slot["proxy"] == [20, False]  # the recorded split is the proxy's split
+
+        again = tqa(env, "release", "canary", "--steps", "20,100", "--interval", "10", log=log)
+        promoted = time.time()
+        time.sleep(2)
+    assert again.returncode == 0, again.stderr
+    assert "Resuming the canary of version" in again.stderr
+    assert traffic.failures() == []
+    assert set(traffic.versions(promoted + 1)) == {versions["next"]}
+    status = _status(release)
+    assert status["rollout"]["phase"] == "promoted"
+    assert status["aliases"]["production"] == versions["next"] and status["aliases"]["canary"] is None
+    slots = {s["version"]: s for s in status["slots"].values()}
+    assert slots[versions["next"]]["proxy"] == [100, False]
+    assert slots[versions["good"]]["proxy"] == [0, True]
+
+
+def test_rollback_after_a_promotion_restores_the_previous_production(release: dict) -> None:
+    env, versions, log = release["env"], release["versions"], release["log"]
+    with Traffic(_proxy_url(release), users=4) as traffic:
+        time.sleep(2)
+        _ok(tqa(env, "release", "rollback", log=log))
+        reverted = time.time()
+        time.sleep(2)
+    assert traffic.failures() == []
+    assert set(traffic.versions(reverted + 1)) == {versions["good"]}
+    status = _status(release)
+    assert status["aliases"]["production"] == versions["good"]
+    assert status["rollout"]["phase"] == "reverted"
+    slots = {s["version"]: s for s in status["slots"].values()}
+    assert slots[versions["good"]]["proxy"] == [100, False]
+    assert slots[versions["next"]]["proxy"] == [0, True]
