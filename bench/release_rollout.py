@@ -1,17 +1,22 @@
 """Releases on one machine: failed requests across HAProxy weight changes under load, and how fast a bad canary
 is detected and rolled back (two `tqa serve` slots over the mini corpus index, real Prometheus and MLflow).
 
-Prints: requests and failures across N weight changes; seconds from the canary's first step to its rollback, with
-the analysis interval; requests the bad canary answered against its weight x one interval's traffic.
+Prints: requests and failures across N weight changes; seconds from `kill -9` of a canary slot to its rollback,
+with the analysis interval; requests the canary answered against its weight x its traffic, and failed requests.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import signal
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
+
+import psutil
 
 from bench.common import machine
 from ml.index.embed import Embedder
@@ -67,7 +72,7 @@ def main() -> None:
             settings = settings.model_copy(update={"mlflow_tracking_uri": mlflow_server.uri})
             good = register_version(settings, MODEL, base / "v1", abstain_threshold=0.0)
             same = register_version(settings, MODEL, base / "v1b", abstain_threshold=0.0)
-            bad = register_version(settings, MODEL, base / "v2", abstain_threshold=1.0)
+            bad = register_version(settings, MODEL, base / "v2", alpha=0.6)
             env = release_env(
                 settings.data_dir, settings.weaviate_port, settings.weaviate_grpc_port, mlflow_server.uri, MODEL
             )
@@ -80,26 +85,34 @@ def main() -> None:
                     f"weight changes under {args.users} users: {numbers['changes']} changes, "
                     f"{numbers['requests']} requests, {numbers['failed']} failed"
                 )
-                tqa(env, "release", "rollback")
                 result = tqa(env, "release", "deploy", "--env", "canary", "--version", bad)
                 assert result.returncode == 0, result.stderr
                 proxy_url = f"http://127.0.0.1:{env['TQA_PROXY_PORT']}"
+                events = settings.data_dir / "release" / "events.jsonl"
+                seen = len(events.read_text().splitlines())
                 with Traffic(proxy_url, users=4) as traffic:
-                    time.sleep(3)
+                    command = [sys.executable, "-m", "ops.cli", "release", "canary", "--steps", f"{args.weight},100"]
+                    process = subprocess.Popen([*command, "--interval", str(args.interval)], env=env, text=True)
+                    while not any('"step"' in line for line in events.read_text().splitlines()[seen:]):
+                        time.sleep(0.2)
                     started = time.time()
-                    steps = f"{args.weight},50,100"
-                    result = tqa(env, "release", "canary", "--steps", steps, "--interval", str(args.interval))
+                    time.sleep(args.interval / 3)
+                    state = json.loads((settings.data_dir / "release" / "state.json").read_text())
+                    slot = psutil.Process(state["slots"][state["rollout"]["slot"]]["pid"])
+                    killed = time.time()
+                    for p in [slot, *slot.children(recursive=True)]:
+                        p.send_signal(signal.SIGKILL)
+                    process.wait(timeout=120)
                     ended = time.time()
                     time.sleep(1)
-                rolled_back = result.returncode == 1
                 served = traffic.versions(started, ended)
                 total = sum(served.values())
                 print(
-                    f"bad canary: {'rolled back' if rolled_back else 'NOT rolled back'} "
-                    f"{ended - started:.1f} s after its first step (interval {args.interval:.0f} s)"
+                    f"crashed canary: {'rolled back' if process.returncode == 1 else 'NOT rolled back'} "
+                    f"{ended - killed:.1f} s after kill -9 (analysis interval {args.interval:.0f} s)"
                 )
                 print(
-                    f"bad canary answered {served[bad]} of {total} requests during its rollout "
+                    f"canary answered {served[bad]} of {total} requests during its rollout "
                     f"(weight x traffic = {args.weight / 100 * total:.0f}); failed requests: {len(traffic.failures())}"
                 )
             finally:
