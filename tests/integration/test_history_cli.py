@@ -28,7 +28,8 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[str]]:
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[WeaviateIndex, Settings]]:
-    """One embedded Weaviate on free ports; each command below talks to it with its own data dir and collection."""
+    """One embedded Weaviate on free ports; each command below talks to it as an external server (a data dir never
+    writes into an embedded server it did not start) with its own data dir and collection."""
     settings = make_settings(tmp_path_factory.mktemp("server"))
     with WeaviateIndex.open(settings) as index:
         yield index, settings
@@ -38,8 +39,8 @@ def env_for(server: tuple[WeaviateIndex, Settings], data_dir: Path, collection: 
     settings = server[1]
     return {
         **tqa_env(data_dir),
-        "TQA_WEAVIATE_PORT": str(settings.weaviate_port),
-        "TQA_WEAVIATE_GRPC_PORT": str(settings.weaviate_grpc_port),
+        "TQA_WEAVIATE_URL": f"http://127.0.0.1:{settings.weaviate_port}",
+        "TQA_WEAVIATE_GRPC_URL": f"http://127.0.0.1:{settings.weaviate_grpc_port}",
         "TQA_COLLECTION": collection,
         "COLUMNS": "400",  # wide enough that rich prints each summary on one line
     }
