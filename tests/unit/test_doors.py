@@ -27,7 +27,7 @@ def call(doors: Doors, path: str, headers: dict[str, str] | None = None, chunks:
     chunks = chunks or [b""]
     sent: list[dict[str, Any]] = []
     raw = [(k.lower().encode(), v.encode()) for k, v in (headers or {}).items()]
-    scope = {"type": "http", "path": path, "headers": raw, "client": ("10.0.0.1", 1234)}
+    scope = {"type": "http", "path": path, "headers": raw, "client": ("127.0.0.9", 1234)}
     queue = [{"type": "http.request", "body": c, "more_body": i < len(chunks) - 1} for i, c in enumerate(chunks)]
 
     async def receive() -> dict[str, Any]:
