@@ -1,0 +1,100 @@
+"""The learned re-ranker's features and model, and the calibrated confidence, on hand-made candidates."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from ml.answer.confidence import FEATURES as CONFIDENCE_FEATURES
+from ml.answer.confidence import ConfidenceModel, Logistic, auroc, reliability
+from ml.rank import FEATURES, Candidate, RankModel, asked_families, default_model, featurize, fit
+from ml.types import Chunk, Hit
+
+FAMILIES = {name: f"transformers/models/{name}/" for name in ("bloom", "bit", "gpt2", "gpt_neox", "opt", "llava")}
+
+
+def hit(path: str, symbol: str, kind: str = "class", text: str = "", dense: float = 0.5) -> Hit:
+    chunk = Chunk(id=f"{path}:{symbol}:{kind}", kind=kind, text=text or symbol, path=path, start_line=1, end_line=9,
+                  symbol=symbol)  # fmt: skip
+    return Hit(chunk=chunk, score=0.5, dense=dense)
+
+
+def test_families_are_found_as_users_write_them_and_words_are_not_families() -> None:
+    assert asked_families("How does BLOOM's ALiBi bias work?", FAMILIES) == ["bloom"]
+    assert asked_families("how is the GPT-2 attention scaled", FAMILIES) == ["gpt2"]
+    assert asked_families("rotary embeddings in gpt neox", FAMILIES)[0] == "gpt_neox"
+    assert asked_families("How do I load a model in 4-bit?", FAMILIES) == []  # `bit` is a family and a word
+    assert asked_families("What is the best opt-in flag?", FAMILIES) == []
+    assert asked_families("Why does OPT use a learned position offset?", FAMILIES) == ["opt"]
+
+
+def test_features_mark_the_asked_family_and_the_modular_copy() -> None:
+    candidates = [
+        Candidate(hit("transformers/models/bloom/modeling_bloom.py", "build_alibi_tensor", "function"), 0.9, 1),
+        Candidate(hit("transformers/models/llava/modular_llava.py", "LlavaModel"), 0.8, 2),
+        Candidate(hit("transformers/utils/generic.py", "ModelOutput"), 0.7, 3),
+    ]
+    x = featurize("How does BLOOM build its ALiBi tensor?", candidates, FAMILIES, ["bloom"])
+    col = {name: x[:, i] for i, name in enumerate(FEATURES)}
+    assert col["family_match"].tolist() == [1.0, 0.0, 0.0]
+    assert col["family_other"].tolist() == [0.0, 1.0, 0.0]  # another family's folder while one was asked
+    assert col["modular"].tolist() == [0.0, 1.0, 0.0]
+    assert col["name_overlap"][0] > col["name_overlap"][2]
+
+
+def test_a_getter_and_an_example_for_a_how_question_are_told_apart() -> None:
+    getter = Candidate(
+        hit("a.py", "Cfg.load_in_4bit", "method", "@property\ndef load_in_4bit(self):\n    return self._x")
+    )
+    example = Candidate(hit("a.py", "Cfg", "example", "model = Auto.from_pretrained(name, quantization_config=cfg)"))
+    x = featurize("How do I load a model in 4-bit?", [getter, example], {}, [])
+    col = {name: x[:, i] for i, name in enumerate(FEATURES)}
+    assert col["getter"].tolist() == [1.0, 0.0] and col["how_x_example"].tolist() == [0.0, 1.0]
+
+
+def test_the_model_learns_a_signal_and_round_trips(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(400, len(FEATURES))).astype(np.float32)
+    x[:, 0] = 1.0
+    y = (x[:, FEATURES.index("family_match")] > 0.5).astype(int)
+    model = fit(x, y, np.arange(400))
+    assert auroc(model.probability(x).tolist(), y.tolist()) > 0.95
+    model.save(tmp_path / "r.json")
+    again = RankModel.load(tmp_path / "r.json")
+    assert np.allclose(again.scores(x), model.scores(x))
+
+
+def test_a_model_for_other_features_is_refused(tmp_path: Path) -> None:
+    RankModel([0.0, 1.0], [0.0, 0.0], [1.0, 1.0], features=["bias", "old"]).save(tmp_path / "r.json")
+    with pytest.raises(ValueError, match="retrain"):
+        RankModel.load(tmp_path / "r.json")
+
+
+def test_the_shipped_ranker_matches_the_features() -> None:
+    model = default_model()
+    assert model is not None and model.features == FEATURES and len(model.weights) == len(FEATURES)
+
+
+def test_auroc_and_reliability_are_right_on_known_cases() -> None:
+    assert auroc([0.9, 0.8, 0.2, 0.1], [1, 1, 0, 0]) == 1.0
+    assert auroc([0.1, 0.2, 0.8, 0.9], [1, 1, 0, 0]) == 0.0
+    assert auroc([0.5, 0.5], [1, 0]) == 0.5
+    bins = reliability([0.1, 0.15, 0.9, 0.95], [0, 0, 1, 1], bins=2)
+    assert bins == [(0.125, 0.0, 2), (0.925, 1.0, 2)]
+
+
+def test_confidence_abstains_below_the_scope_threshold(tmp_path: Path) -> None:
+    n = len(CONFIDENCE_FEATURES)
+    # Scope rises with p1 (the ranker's top probability); correctness with the margin.
+    scope = Logistic([0.0] * n, [0.0] * n, [1.0] * n)
+    scope.weights[CONFIDENCE_FEATURES.index("p1")] = 10.0
+    model = ConfidenceModel(Logistic([0.0] * n, [0.0] * n, [1.0] * n), scope, threshold=0.9)
+    strong, weak = hit("a.py", "A"), hit("b.py", "B")
+    strong.score, weak.score = 0.95, 0.05
+    assert model.assess("q", [strong, weak])[1] is False
+    assert model.assess("q", [weak, weak])[1] is True
+    assert model.assess("q", []) == (0.0, True)
+    model.save(tmp_path / "c.json")
+    assert ConfidenceModel.load(tmp_path / "c.json").assess("q", [strong, weak]) == model.assess("q", [strong, weak])
