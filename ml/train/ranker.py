@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ml.eval.retrieval import Gold, Query, Result, docstring_queries, first_rank, resolve_gold
-from ml.rank import RankModel, fit
+from ml.rank import FEATURES, RankModel, fit
 from ml.retrieve import Retriever
 from ml.settings import Settings
 from ml.sources.corpus import Corpus
@@ -61,7 +61,7 @@ def examples(retriever: Retriever, corpus: Corpus, queries: list[Query], weight:
             ys.extend(y)
             groups.extend([f"{q.id}"] * len(y))
     if not xs:
-        raise ValueError("No training question has a gold symbol in this corpus.")
+        return Examples(np.zeros((0, len(FEATURES)), dtype=np.float32), np.zeros(0, dtype=int), np.zeros(0, dtype=str))
     return Examples(np.vstack(xs), np.asarray(ys), np.asarray(groups))
 
 
@@ -91,6 +91,8 @@ def train(
     data = Examples(
         np.vstack([p.x for p in parts]), np.concatenate([p.y for p in parts]), np.concatenate([p.groups for p in parts])
     )
+    if not data.y.sum():
+        raise ValueError("No training question has its gold symbol among the candidates; is the corpus indexed?")
     model = fit(data.x, data.y, data.groups)
     model.trained_on.update({"dev_questions": len(dev), "docstring_questions": len(generated)})
     return model
@@ -131,10 +133,16 @@ def train_all(
 
 
 def train_confidence(
-    retriever: Retriever, corpus: Corpus, dev: list[Query], out_of_scope: list[str], false_abstention: float = 0.04
+    retriever: Retriever,
+    corpus: Corpus,
+    dev: list[Query],
+    out_of_scope: list[str],
+    false_abstention: float = 0.02,
+    k: int = 5,
 ) -> ConfidenceModel:
     """Fit P(correct) on the dev questions and P(in scope) on them against out-of-scope ones, through the ranked
-    retriever; the abstention threshold lets at most `false_abstention` of the dev questions abstain."""
+    retriever with the `k` hits an answer reads (`QA.ask`'s default); the abstention threshold lets at most
+    `false_abstention` of the dev questions abstain (a wrong "not found" costs a user more than a weak answer)."""
     from ml.answer.confidence import ConfidenceModel, features, fit_logistic
 
     rows, correct, scope = [], [], []
@@ -142,13 +150,13 @@ def train_confidence(
         golds = golds_of(corpus, q)
         if not golds:
             continue
-        hits = retriever.search(q.question, k=10)
+        hits = retriever.search(q.question, k=k)
         rows.append(features(q.question, hits)[0])
         correct.append(1 if first_rank([_result(h) for h in hits[:3]], golds) else 0)
         scope.append(1)
     answerable = len(rows)
     for question in out_of_scope:
-        rows.append(features(question, retriever.search(question, k=10))[0])
+        rows.append(features(question, retriever.search(question, k=k))[0])
         scope.append(0)
     x, s = np.asarray(rows), np.asarray(scope)
     correct_model = fit_logistic(x[:answerable], np.asarray(correct))
