@@ -11,22 +11,14 @@ from typing import Any
 
 from ml.errors import UserError
 from ml.settings import Settings
+from ml.tracking.model import PIPELINE_FIELDS
 
 # Fields of the logged pipeline settings a release applies; where the index lives (data dir, Weaviate address)
 # belongs to the host that serves it, not to the version.
-PINNED_FIELDS = (
-    "collection",
-    "embedding_model",
-    "embedding_max_tokens",
-    "alpha",
-    "candidates",
-    "abstain_threshold",
-    "answerer",
-    "llm_model",
-    "llm_max_tokens",
-    "llm_temperature",
-    "llm_sources",
+HOST_FIELDS = frozenset(
+    {"data_dir", "weaviate_url", "weaviate_grpc_url", "weaviate_port", "weaviate_grpc_port", "llm_url"}
 )
+PINNED_FIELDS = tuple(f for f in PIPELINE_FIELDS if f not in HOST_FIELDS)
 
 
 @dataclass
