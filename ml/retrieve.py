@@ -88,9 +88,10 @@ class Retriever:
         t0 = time.perf_counter()
         vector = self.embedder.embed_query(query) if self.config.alpha > 0 or self.ranked else None
         t1 = time.perf_counter()
-        if self.ranked:
+        ranked = self.ranked
+        if ranked:
             candidates, asked = self.candidates(query, vector, k, kinds, path_prefix)
-            hits = [c.hit for c in candidates]
+            hits = [c.hit for c in candidates if c.hybrid_rank and c.hybrid_rank <= max(k, self.config.candidates)]
         else:
             hits = self.index.hybrid(
                 query,
@@ -122,8 +123,11 @@ class Retriever:
                 if h.chunk.id not in merged or merged[h.chunk.id].score < h.score:
                     merged[h.chunk.id] = h
             hits = list(merged.values())
+            # The ranker never saw commits, diffs, issues or PRs in training: a routed history question is ordered
+            # by the history steps over the hybrid scores, as before the ranker.
+            ranked = False
         t2 = time.perf_counter()
-        if self.ranked:
+        if ranked:
             hits = self.rank(query, candidates, asked)
         else:
             hits = self.rerank(query, hits)
@@ -153,17 +157,25 @@ class Retriever:
         family's folder; each with the scores of the searches that found it. Returns them and the asked families."""
         found: dict[str, Candidate] = {}
         limit = max(k, self.config.candidates)
-        for rank, hit in enumerate(self.index.hybrid(query, vector, limit, self.config.alpha, kinds, path_prefix), 1):
+        main = self.index.hybrid(query, vector, limit, self.config.alpha, kinds=kinds, path_prefix=path_prefix)
+        for rank, hit in enumerate(main, 1):
             found[hit.chunk.id] = Candidate(hit, hybrid=hit.score, hybrid_rank=rank)
         if self.config.bm25_candidates:
-            bm25 = self.index.hybrid(query, vector, self.config.bm25_candidates, 0.0, kinds, path_prefix)
+            bm25 = self.index.hybrid(
+                query, vector, self.config.bm25_candidates, 0.0, kinds=kinds, path_prefix=path_prefix
+            )
             for rank, hit in enumerate(bm25, 1):
                 c = found.setdefault(hit.chunk.id, Candidate(hit))
                 c.bm25, c.bm25_rank = hit.score, rank
         asked = asked_families(query, self.families) if not path_prefix else []
         for family in asked:
             routed = self.index.hybrid(
-                query, vector, self.config.family_candidates, self.config.alpha, kinds, self.families[family]
+                query,
+                vector,
+                self.config.family_candidates,
+                self.config.alpha,
+                kinds=kinds,
+                path_prefix=self.families[family],
             )
             for rank, hit in enumerate(routed, 1):
                 # Scores of a routed search are relative to its own best hit: a candidate found only there gets a

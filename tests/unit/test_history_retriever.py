@@ -124,6 +124,27 @@ def test_history_questions_route_boost_and_follow_code_to_its_commits(monkeypatc
     assert all(h.chunk.kind != "commit" for h in retriever.search("Which PR added pick?", path_prefix="src/"))
 
 
+def test_with_the_learned_ranker_a_history_question_still_gets_its_routed_commit(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import ml.retrieve
+    from ml.rank import FEATURES, RankModel
+
+    monkeypatch.setattr(ml.retrieve, "fetch_commits", lambda index, shas: [])
+
+    model = RankModel([0.0] * len(FEATURES), [0.0] * len(FEATURES), [1.0] * len(FEATURES))
+    model.weights[FEATURES.index("hybrid")] = 1.0
+    # Enough code that the commit is found only by the routed history search, not among the code candidates.
+    filler = [Hit(chunk=_chunk(f"f{i}", "function", symbol=f"f{i}"), score=0.4, dense=0.3) for i in range(40)]
+    index = FakeIndex([*CODE, *filler, Hit(chunk=COMMIT_TOPK, score=0.55, dense=0.5)])
+    retriever = Retriever(index, FakeEmbedder(), model=model)  # type: ignore[arg-type]
+    hits = retriever.search("Which PR introduced top-k sampling in generate?", k=5)
+    assert hits[0].chunk.id == "c-topk"
+    # A code question is ordered by the ranker: its scores are probabilities.
+    code = retriever.search("How do I call generate with top_k?", k=3)
+    assert all(0.0 < h.score < 1.0 for h in code) and code[0].chunk.kind != "commit"
+
+
 def test_extractive_answers_cite_commit_pr_and_issue() -> None:
     hits = [
         Hit(
