@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ml.errors import UserError
 from ml.index.tokens import split_identifier
 from ml.types import Hit
 
@@ -249,7 +250,7 @@ class RankModel:
         data = json.loads(path.read_text())
         model = cls(**data)
         if model.features != FEATURES:
-            raise ValueError(f"{path} was trained on other features; retrain it with `tqa train ranker`.")
+            raise UserError(f"{path} was trained on other features; retrain it with `tqa train ranker`.")
         return model
 
 

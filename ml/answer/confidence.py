@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ml.errors import UserError
 from ml.rank import words
 from ml.types import Hit
 
@@ -89,7 +90,7 @@ class ConfidenceModel:
     def load(cls, path: Path) -> ConfidenceModel:
         data = json.loads(path.read_text())
         if data["features"] != FEATURES:
-            raise ValueError(f"{path} was trained on other features; retrain it with `tqa train ranker`.")
+            raise UserError(f"{path} was trained on other features; retrain it with `tqa train ranker`.")
         return cls(
             Logistic(**data["correct"]),
             Logistic(**data["scope"]),

@@ -9,6 +9,7 @@ import pytest
 
 from ml.answer.confidence import FEATURES as CONFIDENCE_FEATURES
 from ml.answer.confidence import ConfidenceModel, Logistic, auroc, reliability
+from ml.errors import UserError
 from ml.rank import FEATURES, Candidate, RankModel, asked_families, default_model, featurize, fit
 from ml.types import Chunk, Hit
 
@@ -68,7 +69,7 @@ def test_the_model_learns_a_signal_and_round_trips(tmp_path: Path) -> None:
 
 def test_a_model_for_other_features_is_refused(tmp_path: Path) -> None:
     RankModel([0.0, 1.0], [0.0, 0.0], [1.0, 1.0], features=["bias", "old"]).save(tmp_path / "r.json")
-    with pytest.raises(ValueError, match="retrain"):
+    with pytest.raises(UserError, match="retrain"):
         RankModel.load(tmp_path / "r.json")
 
 
