@@ -205,7 +205,8 @@ class ExtractiveAnswerer:
                 if INSTRUCTION_LIKE.search(" ".join(ex.lines)):
                     continue
                 text = " ".join(ex.lines)
-                score = len(q & _stems(text)) + (0.5 if owner and owner in text else 0.0) - 0.01 * n
+                # An example from a lower hit must show clearly more of the question than the top hit does.
+                score = len(q & _stems(text)) + (0.5 if owner and owner in text else 0.0) - 1.0 * (n - 1)
                 if best is None or score > best[0]:
                     best = (score, n, ex)
         if best is None or best[0] < 2:  # an example that only names the class does not show how

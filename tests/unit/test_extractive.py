@@ -186,3 +186,33 @@ def test_argument_chunks_answer_how_to_once_and_pick_the_flag_the_question_numbe
     assert lines[1].endswith("[2]") and answer.sources[1].start_line == flags["load_in_4bit"].start_line
     assert len(lines) == len(set(lines))  # nothing quoted twice
     assert "return self." not in answer.answer
+
+
+def test_a_lower_hits_example_does_not_lead_over_the_top_hit_for_a_how_to() -> None:
+    """ "4-bit" also matches the BiT model's configuration example: the answer follows the top hit, not that example."""
+    from ml.sources.corpus import Corpus, chunk_file
+    from tests.support.corpus import transformers_root
+
+    root = transformers_root()
+    corpus = Corpus(name="transformers", root=root, base=root.parent, version="t", ref="vt", repo_prefix="src/")
+
+    def chunks(rel: str) -> list[Chunk]:
+        return chunk_file(corpus, rel, (root.parent / rel).read_bytes()).chunks
+
+    argument = next(
+        c
+        for c in chunks("transformers/utils/quantization_config.py")
+        if c.kind == "argument" and "`load_in_4bit`" in c.text
+    )
+    bit = next(
+        c
+        for c in chunks("transformers/models/bit/configuration_bit.py")
+        if c.symbol == "BitConfig" and c.kind == "class"
+    )
+    answer = ExtractiveAnswerer(threshold=0.0).answer(
+        "How do I load a model in 4-bit?",
+        [Hit(chunk=argument, score=0.9, dense=0.6), Hit(chunk=bit, score=0.8, dense=0.5)],
+    )
+    lead = answer.answer.splitlines()[:2]
+    assert all(line.endswith("[1]") for line in lead), answer.answer
+    assert "load_in_4bit=True" in answer.answer and "BitModel" not in "\n".join(lead)
