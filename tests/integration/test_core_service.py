@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -14,10 +13,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from ml.net import wait_until_ready
 from tests.integration.conftest import Indexed
 from tests.support.ports import free_port
 from tests.support.prometheus import sample, scrape
+from tests.support.serve import start_service
 
 pytestmark = pytest.mark.integration
 
@@ -34,35 +33,11 @@ def error_of(response: httpx.Response) -> str:
 @contextmanager
 def run_service(indexed: Indexed, log_dir: Path, **extra_env: str) -> Iterator[str]:
     """`tqa serve` on a free port over the session's index; yields its base URL. Its output goes to `log_dir`."""
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TQA_")}
-    env.update(
-        TQA_DATA_DIR=str(indexed.settings.data_dir),
-        TQA_WEAVIATE_PORT=str(indexed.settings.weaviate_port),
-        TQA_WEAVIATE_GRPC_PORT=str(indexed.settings.weaviate_grpc_port),
-        BENTOML_DO_NOT_TRACK="true",
-        **extra_env,
-    )
-    log = log_dir / f"serve-{port}.log"
-    with log.open("w") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "ops.cli", "serve", "--port", str(port)],
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    url = f"http://127.0.0.1:{port}"
+    served = start_service(indexed.settings, log_dir, **extra_env)
     try:
-        wait_until_ready(f"{url}/readyz", 180, proc, log)
-        yield url
+        yield served.url
     finally:
-        os.killpg(proc.pid, signal.SIGINT)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+        served.stop()
 
 
 @pytest.fixture(scope="module")
