@@ -282,7 +282,7 @@ def load_ranker(settings: Settings) -> Any:
     """The learned re-ranker: the data dir's own (`tqa train ranker`) when there is one, else the shipped one."""
     from ml.rank import RankModel, default_model
 
-    own = settings.data_dir / "ranker.json"
+    own = (settings.ranker_dir or settings.data_dir) / "ranker.json"
     return RankModel.load(own) if own.is_file() else default_model()
 
 
@@ -293,7 +293,7 @@ def load_confidence(settings: Settings) -> Any:
 
     if not settings.ranker:
         return None
-    own = settings.data_dir / "confidence.json"
+    own = (settings.ranker_dir or settings.data_dir) / "confidence.json"
     return ConfidenceModel.load(own) if own.is_file() else default_confidence()
 
 

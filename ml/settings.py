@@ -61,6 +61,9 @@ class Settings(BaseSettings):
     alpha: float = Field(default=0.5, ge=0.0, le=1.0, description="Hybrid weight: 1 = dense only, 0 = BM25 only.")
     candidates: int = Field(default=20, ge=1, le=500)
     ranker: bool = Field(default=True, description="Re-rank with the learned model (`tqa train ranker`).")
+    ranker_dir: Path | None = Field(
+        default=None, description="Where ranker.json and confidence.json are read (default: the data dir)."
+    )
     abstain_threshold: float | None = Field(
         default=None,
         ge=0.0,
