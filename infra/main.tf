@@ -3,16 +3,53 @@ locals {
   metadata    = { environment = var.environment, project = "transformers-qa" }
 }
 
+# Two sites, one encrypted overlay. KVM@TACC holds the CPU VMs on a private network of their own; CHI@TACC holds
+# the leased A100 node on the shared bare-metal network. Between the sites every service call goes through
+# WireGuard (wg_cidr): each KVM VM dials the GPU node's floating IP on UDP wg_port (outbound through the router),
+# so no KVM VM needs an inbound port from the other site. Within KVM@TACC, each role's security group admits only
+# the roles that call it (see infra/README.md, "Networking").
+locals {
+  kvm_groups = {
+    monitoring = "Bastion (SSH jump host), Prometheus, Alertmanager and Grafana."
+    weaviate   = "Weaviate cluster nodes."
+    mlflow     = "MLflow tracking server, PostgreSQL and artifacts."
+  }
+  kvm_rules = {
+    # Operators and CI: SSH to the bastion only; Ansible reaches the other VMs with ProxyJump from its private address.
+    ssh_admin_to_bastion = { group = "monitoring", protocol = "tcp", port = 22, from_cidrs = var.admin_cidrs }
+    ssh_bastion_weaviate = { group = "weaviate", protocol = "tcp", port = 22, from_group = "monitoring" }
+    ssh_bastion_mlflow   = { group = "mlflow", protocol = "tcp", port = 22, from_group = "monitoring" }
+    grafana_public       = { group = "monitoring", protocol = "tcp", port = 3001, from_cidrs = var.public_cidrs }
+    # Weaviate cluster traffic: memberlist gossip (TCP and UDP), the data port (gossip + 1), Raft and its RPC port.
+    weaviate_gossip_tcp = { group = "weaviate", protocol = "tcp", port = 7946, port_max = 7947, from_group = "weaviate" }
+    weaviate_gossip_udp = { group = "weaviate", protocol = "udp", port = 7946, from_group = "weaviate" }
+    weaviate_raft       = { group = "weaviate", protocol = "tcp", port = 8300, port_max = 8301, from_group = "weaviate" }
+    # Prometheus scrapes Weaviate's metrics and every node's exporter.
+    weaviate_metrics   = { group = "weaviate", protocol = "tcp", port = 2112, from_group = "monitoring" }
+    node_exporter_weav = { group = "weaviate", protocol = "tcp", port = 9100, from_group = "monitoring" }
+    node_exporter_mlf  = { group = "mlflow", protocol = "tcp", port = 9100, from_group = "monitoring" }
+    mlflow_metrics     = { group = "mlflow", protocol = "tcp", port = 5000, from_group = "monitoring" }
+  }
+  chi_groups = {
+    gpu = "Leased A100 node: Qwen runner, RAG service, WireGuard hub."
+  }
+  chi_rules = {
+    ssh_admin_to_gpu = { group = "gpu", protocol = "tcp", port = 22, from_cidrs = var.admin_cidrs }
+    api_public       = { group = "gpu", protocol = "tcp", port = 3000, from_cidrs = var.public_cidrs }
+    # WireGuard answers nothing to a packet that is not from a configured peer key, so its port may face everyone;
+    # the KVM VMs leave through their router's address, which is only known after apply.
+    wireguard = { group = "gpu", protocol = "udp", port = var.wg_port, from_cidrs = ["0.0.0.0/0"] }
+  }
+}
+
 module "network_kvm" {
   source    = "./modules/network"
   providers = { openstack = openstack.kvm }
 
   name_prefix  = local.name_prefix
   private_cidr = var.private_cidr
-  admin_cidrs  = var.admin_cidrs
-  public_cidrs = var.public_cidrs
-  # The GPU node lives at another site and reaches Weaviate and MLflow through its floating IP.
-  peer_cidrs = [for node in values(module.gpu.nodes) : "${node.floating_ip}/32"]
+  groups       = local.kvm_groups
+  rules        = local.kvm_rules
 }
 
 module "network_chi" {
@@ -22,10 +59,8 @@ module "network_chi" {
   name_prefix           = local.name_prefix
   create_network        = false
   existing_network_name = var.gpu_network_name
-  admin_cidrs           = var.admin_cidrs
-  public_cidrs          = var.public_cidrs
-  # Prometheus scrapes the GPU node from the monitoring VM's floating IP.
-  peer_cidrs = [for node in values(module.vms.nodes) : "${node.floating_ip}/32" if node.public]
+  groups                = local.chi_groups
+  rules                 = local.chi_rules
 }
 
 module "vms" {

@@ -10,14 +10,19 @@ locals {
       } if spec.node == node
     ]
   }
+  # Overlay addresses: the GPU nodes (hubs) first, then the VMs in name order.
+  wg_order = concat(sort(keys(module.gpu.nodes)), sort(keys(module.vms.nodes)))
   host_vars = {
     for key, node in local.all_nodes : node.name => merge(
       {
         ansible_host   = node.public ? node.floating_ip : node.private_ip
         private_ip     = node.private_ip
+        wg_address     = cidrhost(var.wg_cidr, index(local.wg_order, key) + 1)
+        wg_hub         = contains(keys(module.gpu.nodes), key)
         tqa_node_index = node.index
         tqa_volumes    = lookup(local.volumes_by_node, key, [])
       },
+      contains(keys(module.gpu.nodes), key) ? { wg_endpoint = "${node.floating_ip}:${var.wg_port}" } : {},
       !node.public && local.jump_host != null ? {
         ansible_ssh_common_args = "-o ProxyJump=${var.ssh_user}@${local.jump_host}"
       } : {},
@@ -29,6 +34,7 @@ locals {
     monitoring  = [for key, node in module.vms.nodes : node.name if node.role == "monitoring"]
     tqa_serving = [for key, node in module.gpu.nodes : node.name]
     nvidia      = [for key, node in module.gpu.nodes : node.name]
+    wireguard   = [for key, node in local.all_nodes : node.name]
   }
 }
 
@@ -42,9 +48,9 @@ output "volumes" {
   value       = module.storage.volumes
 }
 
-output "public_ports" {
-  description = "Ports open to public_cidrs."
-  value       = module.network_kvm.public_ports
+output "security_rules" {
+  description = "Ingress rules per site (everything else is closed); cross-site traffic rides the WireGuard overlay."
+  value       = { kvm = module.network_kvm.rules, chi = module.network_chi.rules }
 }
 
 output "ansible_inventory" {
@@ -54,6 +60,8 @@ output "ansible_inventory" {
       vars = {
         ansible_user    = var.ssh_user
         tqa_environment = var.environment
+        wg_cidr         = var.wg_cidr
+        wg_port         = var.wg_port
       }
       children = {
         for group, hosts in local.groups : group => {

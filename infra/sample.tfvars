@@ -7,6 +7,7 @@ key_pair     = "REPLACE_ME-keypair-name"
 admin_cidrs  = ["REPLACE_ME-your-public-address/32"]
 public_cidrs = ["REPLACE_ME-who-may-call-the-api/32"]
 private_cidr = "REPLACE_ME-a-free-private-block/24"
+wg_cidr      = "REPLACE_ME-another-free-private-block-for-the-overlay/24"
 
 vm_nodes = {
   weaviate   = 3

@@ -125,3 +125,19 @@ variable "datasets_gb" {
   type        = number
   default     = 100
 }
+
+variable "wg_cidr" {
+  description = "WireGuard overlay between the sites: a free private block, other than private_cidr, one per environment."
+  type        = string
+
+  validation {
+    condition     = can(cidrhost(var.wg_cidr, 0))
+    error_message = "wg_cidr must be a CIDR block such as the one in sample.tfvars."
+  }
+}
+
+variable "wg_port" {
+  description = "UDP port of the WireGuard hub on the GPU node."
+  type        = number
+  default     = 51820
+}

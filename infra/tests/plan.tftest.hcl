@@ -42,6 +42,7 @@ variables {
   admin_cidrs        = ["192.0.2.10/32"]
   public_cidrs       = ["192.0.2.0/24"]
   private_cidr       = "198.51.100.0/24"
+  wg_cidr            = "203.0.113.128/25"
   gpu_reservation_id = "3f1c9a2e-7d1b-4c55-9b0e-2a6f1d8e4b7c"
 }
 
@@ -65,7 +66,7 @@ run "staging_defaults_create_the_documented_nodes" {
     error_message = "Only the monitoring VM (jump host) and the GPU node get floating IPs."
   }
   assert {
-    condition     = output.public_ports == tomap({ bentoml_api = 3000, grafana = 3001 })
+    condition     = toset(flatten([for site in values(output.security_rules) : [for r in values(site) : r.port if contains(r.from_cidrs, "192.0.2.0/24")]])) == toset([3000, 3001])
     error_message = "Publicly only the BentoML API and Grafana are open."
   }
 }
@@ -144,5 +145,9 @@ run "inventory_renders_groups_and_jump_host" {
   assert {
     condition     = yamldecode(output.ansible_inventory).all.vars.tqa_environment == "staging" && contains(keys(yamldecode(output.ansible_inventory).all.children), "nvidia")
     error_message = "The inventory carries the environment and the nvidia group for GPU nodes."
+  }
+  assert {
+    condition     = yamldecode(output.ansible_inventory).all.children.tqa_serving.hosts["tqa-staging-gpu-0"].wg_endpoint == "203.0.113.40:51820" && yamldecode(output.ansible_inventory).all.children.tqa_serving.hosts["tqa-staging-gpu-0"].wg_address == "203.0.113.129" && length(distinct([for h in values(yamldecode(output.ansible_inventory).all.children.wireguard.hosts) : h.wg_address])) == 6
+    error_message = "The GPU node is the WireGuard hub on its floating IP; every node has its own overlay address."
   }
 }

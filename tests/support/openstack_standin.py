@@ -1,4 +1,9 @@
-"""A local stand-in for Keystone v3, Blazar v1 and the bit of Neutron that python-chi calls, on 127.0.0.1."""
+"""A local stand-in for Keystone v3, Blazar v1 and the part of Neutron that python-chi and the OpenStack provider call.
+
+Neutron here: networks by name (the site's `public` and `sharednet1`), and security groups with their rules, created,
+read and deleted as Neutron does (stateful groups; a new group carries Neutron's two default egress rules), so
+`tofu apply` of the security groups lands in it and a test can read the rules back through Neutron's API.
+"""
 
 from __future__ import annotations
 
@@ -9,10 +14,16 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 APP_CRED_ID = "standin-app-cred"
 APP_CRED_SECRET = "standin-app-cred-value"  # noqa: S105 - a test fixture, accepted only by this stand-in
 PUBLIC_NET_ID = "5c2b6d5e-0000-4000-8000-00000000pub1"
+SHARED_NET_ID = "5c2b6d5e-0000-4000-8000-0000000shar1"
+NETWORKS = [
+    {"id": PUBLIC_NET_ID, "name": "public", "router:external": True, "status": "ACTIVE", "subnets": []},
+    {"id": SHARED_NET_ID, "name": "sharednet1", "router:external": False, "status": "ACTIVE", "subnets": []},
+]
 
 
 @dataclass
@@ -31,12 +42,15 @@ class State:
     polls: dict[str, int] = field(default_factory=dict)
     requests: list[tuple[str, str, dict[str, Any] | None]] = field(default_factory=list)
     tokens: set[str] = field(default_factory=set)
+    security_groups: dict[str, dict[str, Any]] = field(default_factory=dict)
+    security_group_rules: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 class StandIn:
     """Keystone + Blazar + Neutron on one port; `url` is the auth_url for clouds.yaml."""
 
-    def __init__(self) -> None:
+    def __init__(self, region: str = "CHI@TEST") -> None:
+        self.region = region
         self.state = State()
         handler = _handler(self.state, self)
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
@@ -95,6 +109,10 @@ def _handler(state: State, standin: StandIn) -> type[BaseHTTPRequestHandler]:
                 return
             if self.path == "/reservation/v1/leases":
                 return self._create(body or {})
+            if self.path == "/network/v2.0/security-groups":
+                return self._send(201, {"security_group": self._create_group((body or {})["security_group"])})
+            if self.path == "/network/v2.0/security-group-rules":
+                return self._create_rule((body or {})["security_group_rule"])
             self._send(404, {"error": {"code": 404, "message": f"no route {self.path}"}})
 
         def do_GET(self) -> None:  # noqa: N802
@@ -104,7 +122,11 @@ def _handler(state: State, standin: StandIn) -> type[BaseHTTPRequestHandler]:
             if not self._authorized():
                 return
             if self.path.startswith("/network/v2.0/networks"):
-                return self._send(200, {"networks": [{"id": PUBLIC_NET_ID, "name": "public"}]})
+                query = parse_qs(urlsplit(self.path).query)
+                names = query.get("name")
+                return self._send(200, {"networks": [n for n in NETWORKS if not names or n["name"] in names]})
+            if self.path.startswith("/network/v2.0/security-group"):
+                return self._get_security(urlsplit(self.path).path.removeprefix("/network/v2.0/"))
             if self.path == "/reservation/v1/leases":
                 return self._send(200, {"leases": list(state.leases.values())})
             if self.path.startswith("/reservation/v1/leases/"):
@@ -115,6 +137,20 @@ def _handler(state: State, standin: StandIn) -> type[BaseHTTPRequestHandler]:
             state.requests.append(("DELETE", self.path, None))
             if not self._authorized():
                 return
+            if self.path.startswith("/network/v2.0/security-group-rules/"):
+                rule = state.security_group_rules.pop(self.path.rsplit("/", 1)[1], None)
+                if rule:
+                    group = state.security_groups[rule["security_group_id"]]
+                    group["security_group_rules"] = [r for r in group["security_group_rules"] if r["id"] != rule["id"]]
+                    return self._send(204)
+                return self._send(404, {"NeutronError": {"type": "SecurityGroupRuleNotFound", "message": "not found"}})
+            if self.path.startswith("/network/v2.0/security-groups/"):
+                group = state.security_groups.pop(self.path.rsplit("/", 1)[1], None)
+                if group:
+                    for rule in group["security_group_rules"]:
+                        state.security_group_rules.pop(rule["id"], None)
+                    return self._send(204)
+                return self._send(404, {"NeutronError": {"type": "SecurityGroupNotFound", "message": "not found"}})
             lease_id = self.path.rsplit("/", 1)[1]
             if self.path.startswith("/reservation/v1/leases/") and state.leases.pop(lease_id, None):
                 return self._send(204)
@@ -136,8 +172,8 @@ def _handler(state: State, standin: StandIn) -> type[BaseHTTPRequestHandler]:
                         {
                             "id": uuid.uuid4().hex,
                             "interface": "public",
-                            "region": "CHI@TEST",
-                            "region_id": "CHI@TEST",
+                            "region": standin.region,
+                            "region_id": standin.region,
                             "url": f"{standin.base}{path}",
                         }
                     ],
@@ -160,6 +196,58 @@ def _handler(state: State, standin: StandIn) -> type[BaseHTTPRequestHandler]:
                 }
             }
             self._send(201, token_body, headers={"X-Subject-Token": token})
+
+        def _create_group(self, spec: dict[str, Any]) -> dict[str, Any]:
+            group_id = str(uuid.uuid4())
+            group = {
+                "id": group_id,
+                "name": spec.get("name", ""),
+                "description": spec.get("description", ""),
+                "project_id": "p1",
+                "tenant_id": "p1",
+                "stateful": True,
+                "tags": [],
+                "security_group_rules": [],
+            }
+            state.security_groups[group_id] = group
+            for ethertype in ("IPv4", "IPv6"):
+                self._add_rule({"security_group_id": group_id, "direction": "egress", "ethertype": ethertype})
+            return group
+
+        def _add_rule(self, spec: dict[str, Any]) -> dict[str, Any]:
+            rule = {
+                "id": str(uuid.uuid4()),
+                "security_group_id": spec["security_group_id"],
+                "direction": spec["direction"],
+                "ethertype": spec.get("ethertype", "IPv4"),
+                "protocol": spec.get("protocol"),
+                "port_range_min": spec.get("port_range_min"),
+                "port_range_max": spec.get("port_range_max"),
+                "remote_ip_prefix": spec.get("remote_ip_prefix"),
+                "remote_group_id": spec.get("remote_group_id"),
+                "description": spec.get("description", ""),
+                "project_id": "p1",
+                "tenant_id": "p1",
+            }
+            state.security_group_rules[rule["id"]] = rule
+            state.security_groups[rule["security_group_id"]]["security_group_rules"].append(rule)
+            return rule
+
+        def _create_rule(self, spec: dict[str, Any]) -> None:
+            for ref in (spec.get("security_group_id"), spec.get("remote_group_id")):
+                if ref is not None and ref not in state.security_groups:
+                    return self._send(404, {"NeutronError": {"type": "SecurityGroupNotFound", "message": ref}})
+            self._send(201, {"security_group_rule": self._add_rule(spec)})
+
+        def _get_security(self, path: str) -> None:
+            kind, _, ident = path.partition("/")
+            table = state.security_groups if kind == "security-groups" else state.security_group_rules
+            key = "security_group" if kind == "security-groups" else "security_group_rule"
+            if not ident:
+                return self._send(200, {f"{key}s": list(table.values())})
+            if ident not in table:
+                return self._send(404, {"NeutronError": {"type": "NotFound", "message": f"{key} {ident} not found"}})
+            self._send(200, {key: table[ident]})
 
         def _create(self, body: dict[str, Any]) -> None:
             if state.behaviour.refuse_create:

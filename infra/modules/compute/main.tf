@@ -13,7 +13,7 @@ resource "openstack_compute_instance_v2" "node" {
   image_name      = var.image_name
   flavor_name     = var.flavor_name
   key_pair        = var.key_pair
-  security_groups = var.security_group_names
+  security_groups = [var.security_group_names[each.value.role]]
   metadata        = merge(var.metadata, { role = each.value.role, tqa_node = each.key })
 
   network {

@@ -34,8 +34,13 @@ variable "network_id" {
 }
 
 variable "security_group_names" {
-  description = "Security groups of every node (network module output)."
-  type        = list(string)
+  description = "Security group name per role (network module output); each node gets its role's group."
+  type        = map(string)
+
+  validation {
+    condition     = alltrue([for role in keys(var.nodes) : contains(keys(var.security_group_names), role)])
+    error_message = "Every role in nodes needs a security group."
+  }
 }
 
 variable "reservation_id" {

@@ -42,73 +42,42 @@ resource "openstack_networking_router_interface_v2" "private" {
   subnet_id = openstack_networking_subnet_v2.private[0].id
 }
 
-resource "openstack_networking_secgroup_v2" "ssh" {
-  name                 = "${var.name_prefix}-ssh"
-  description          = "SSH from the administrators' addresses only."
-  delete_default_rules = false
+# One security group per role at this site; each rule opens one port (or range) of one role's group to either
+# another role's group (remote group: only members of that group) or a list of address blocks.
+resource "openstack_networking_secgroup_v2" "role" {
+  for_each    = var.groups
+  name        = "${var.name_prefix}-${each.key}"
+  description = each.value
 }
 
-resource "openstack_networking_secgroup_rule_v2" "ssh" {
-  for_each          = toset(var.admin_cidrs)
-  security_group_id = openstack_networking_secgroup_v2.ssh.id
+locals {
+  rule_instances = merge(
+    {
+      for key, rule in var.rules : key => {
+        group      = rule.group, protocol = rule.protocol, port_min = rule.port, port_max = coalesce(rule.port_max, rule.port)
+        from_group = rule.from_group, cidr = null
+      } if rule.from_group != null
+    },
+    merge([
+      for key, rule in var.rules : {
+        for cidr in rule.from_cidrs : "${key}/${cidr}" => {
+          group      = rule.group, protocol = rule.protocol, port_min = rule.port, port_max = coalesce(rule.port_max, rule.port)
+          from_group = null, cidr = cidr
+        }
+      }
+    ]...),
+  )
+}
+
+resource "openstack_networking_secgroup_rule_v2" "rule" {
+  for_each          = local.rule_instances
+  security_group_id = openstack_networking_secgroup_v2.role[each.value.group].id
   direction         = "ingress"
   ethertype         = "IPv4"
-  protocol          = "tcp"
-  port_range_min    = 22
-  port_range_max    = 22
-  remote_ip_prefix  = each.value
-}
-
-resource "openstack_networking_secgroup_v2" "public" {
-  name        = "${var.name_prefix}-public"
-  description = "The ports users reach: ${join(", ", keys(var.public_ports))}."
-}
-
-resource "openstack_networking_secgroup_rule_v2" "public" {
-  for_each = {
-    for pair in setproduct(keys(var.public_ports), var.public_cidrs) : "${pair[0]}/${pair[1]}" => {
-      port = var.public_ports[pair[0]]
-      cidr = pair[1]
-    }
-  }
-  security_group_id = openstack_networking_secgroup_v2.public.id
-  direction         = "ingress"
-  ethertype         = "IPv4"
-  protocol          = "tcp"
-  port_range_min    = each.value.port
-  port_range_max    = each.value.port
+  protocol          = each.value.protocol
+  port_range_min    = each.value.port_min
+  port_range_max    = each.value.port_max
+  remote_group_id   = each.value.from_group == null ? null : openstack_networking_secgroup_v2.role[each.value.from_group].id
   remote_ip_prefix  = each.value.cidr
-}
-
-resource "openstack_networking_secgroup_v2" "internal" {
-  name        = "${var.name_prefix}-internal"
-  description = "Service ports between the project's own nodes only."
-}
-
-resource "openstack_networking_secgroup_rule_v2" "internal_members" {
-  for_each          = var.internal_ports
-  security_group_id = openstack_networking_secgroup_v2.internal.id
-  direction         = "ingress"
-  ethertype         = "IPv4"
-  protocol          = "tcp"
-  port_range_min    = each.value
-  port_range_max    = each.value
-  remote_group_id   = openstack_networking_secgroup_v2.internal.id
-}
-
-resource "openstack_networking_secgroup_rule_v2" "internal_peers" {
-  for_each = {
-    # Keyed by position, not address: peer addresses are floating IPs only known after apply.
-    for pair in setproduct(keys(var.internal_ports), range(length(var.peer_cidrs))) : "${pair[0]}/${pair[1]}" => {
-      port = var.internal_ports[pair[0]]
-      cidr = var.peer_cidrs[pair[1]]
-    }
-  }
-  security_group_id = openstack_networking_secgroup_v2.internal.id
-  direction         = "ingress"
-  ethertype         = "IPv4"
-  protocol          = "tcp"
-  port_range_min    = each.value.port
-  port_range_max    = each.value.port
-  remote_ip_prefix  = each.value.cidr
+  description       = each.key
 }

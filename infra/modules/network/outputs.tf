@@ -19,20 +19,11 @@ output "external_network_name" {
 }
 
 output "security_group_names" {
-  description = "Security groups every node gets: ssh, public and internal."
-  value = [
-    openstack_networking_secgroup_v2.ssh.name,
-    openstack_networking_secgroup_v2.public.name,
-    openstack_networking_secgroup_v2.internal.name,
-  ]
+  description = "Security group name per role."
+  value       = { for role, group in openstack_networking_secgroup_v2.role : role => group.name }
 }
 
-output "public_ports" {
-  description = "Ports opened to the public CIDRs."
-  value       = var.public_ports
-}
-
-output "internal_ports" {
-  description = "Ports opened between the project's nodes."
-  value       = var.internal_ports
+output "rules" {
+  description = "The ingress rules as given (the flow policy of this site)."
+  value       = var.rules
 }

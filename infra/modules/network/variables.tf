@@ -38,52 +38,36 @@ variable "external_network_name" {
   default     = "public"
 }
 
-variable "admin_cidrs" {
-  description = "Addresses allowed to reach SSH (your workstation or CI runner, /32)."
-  type        = list(string)
+variable "groups" {
+  description = "Security group per role at this site: role name to description. Nodes get their role's group."
+  type        = map(string)
+}
+
+variable "rules" {
+  description = <<-EOT
+    Ingress rules by name: the role group they open (group), protocol (tcp/udp), port (and port_max for a range),
+    and from whom: from_group (members of another role's group at this site) or from_cidrs (address blocks).
+    Everything not listed stays closed (egress is open, and replies to it are allowed: groups are stateful).
+  EOT
+  type = map(object({
+    group      = string
+    protocol   = string
+    port       = number
+    port_max   = optional(number)
+    from_group = optional(string)
+    from_cidrs = optional(list(string), [])
+  }))
 
   validation {
-    condition     = length(var.admin_cidrs) > 0 && alltrue([for c in var.admin_cidrs : can(cidrhost(c, 0))])
-    error_message = "admin_cidrs must list at least one CIDR block; SSH is never opened to everyone."
+    condition     = alltrue([for r in values(var.rules) : (r.from_group == null) != (length(r.from_cidrs) == 0)])
+    error_message = "Each rule names either from_group or from_cidrs, not both and not neither."
   }
-}
-
-variable "public_ports" {
-  description = "TCP ports opened to public_cidrs: the services users reach (BentoML API, Grafana)."
-  type        = map(number)
-  default = {
-    bentoml_api = 3000
-    grafana     = 3001
+  validation {
+    condition     = alltrue([for r in values(var.rules) : !(r.protocol == "tcp" && r.port <= 22 && coalesce(r.port_max, r.port) >= 22 && contains(r.from_cidrs, "0.0.0.0/0"))])
+    error_message = "SSH is never opened to everyone: give admin address blocks."
   }
-}
-
-variable "public_cidrs" {
-  description = "Who may reach public_ports."
-  type        = list(string)
-}
-
-variable "internal_ports" {
-  description = "TCP ports open only between the project's own nodes (members of the internal security group and peer_cidrs)."
-  type        = map(number)
-  default = {
-    weaviate_http     = 8080
-    weaviate_grpc     = 50051
-    weaviate_gossip   = 7946
-    weaviate_data     = 7947
-    weaviate_raft     = 8300
-    weaviate_raft_rpc = 8301
-    weaviate_metrics  = 2112
-    mlflow            = 5000
-    qwen_runner       = 3002
-    prometheus        = 9090
-    alertmanager      = 9093
-    node_exporter     = 9100
-    bentoml_api       = 3000
+  validation {
+    condition     = alltrue([for r in values(var.rules) : contains(["tcp", "udp"], r.protocol) && alltrue([for c in r.from_cidrs : can(cidrhost(c, 0))])])
+    error_message = "Rules are tcp or udp, and from_cidrs are CIDR blocks."
   }
-}
-
-variable "peer_cidrs" {
-  description = "Addresses of nodes at another site (the GPU node's floating IP as /32) allowed to the internal ports."
-  type        = list(string)
-  default     = []
 }

@@ -6,56 +6,49 @@ mock_provider "openstack" {}
 variables {
   name_prefix  = "tqa-test"
   private_cidr = "198.51.100.0/24"
-  admin_cidrs  = ["192.0.2.10/32"]
-  public_cidrs = ["192.0.2.0/24"]
-  peer_cidrs   = ["203.0.113.40/32"]
-}
-
-run "public_ports_are_only_the_api_and_grafana" {
-  command = plan
-
-  assert {
-    condition     = toset([for r in openstack_networking_secgroup_rule_v2.public : r.port_range_min]) == toset([3000, 3001])
-    error_message = "Publicly only the BentoML API (3000) and Grafana (3001) may be open."
-  }
-  assert {
-    condition     = alltrue([for r in openstack_networking_secgroup_rule_v2.public : r.remote_ip_prefix == "192.0.2.0/24" && r.port_range_min == r.port_range_max && r.protocol == "tcp"])
-    error_message = "Each public rule opens one TCP port to public_cidrs only."
-  }
-  assert {
-    condition     = !anytrue([for r in openstack_networking_secgroup_rule_v2.public : contains([8080, 50051, 5000, 9090, 9093, 7946, 8300], r.port_range_min)])
-    error_message = "Weaviate, MLflow, Prometheus and Alertmanager must never be public."
+  groups       = { bastion = "jump host", db = "database" }
+  rules = {
+    ssh_admin  = { group = "bastion", protocol = "tcp", port = 22, from_cidrs = ["192.0.2.10/32", "192.0.2.11/32"] }
+    ssh_jump   = { group = "db", protocol = "tcp", port = 22, from_group = "bastion" }
+    db_cluster = { group = "db", protocol = "tcp", port = 7946, port_max = 7947, from_group = "db" }
   }
 }
 
-run "ssh_only_from_admin_addresses" {
-  command = plan
-
-  assert {
-    condition     = [for r in openstack_networking_secgroup_rule_v2.ssh : r.remote_ip_prefix] == ["192.0.2.10/32"]
-    error_message = "SSH must be open to the admin addresses only."
-  }
-  assert {
-    condition     = alltrue([for r in openstack_networking_secgroup_rule_v2.ssh : r.port_range_min == 22 && r.port_range_max == 22])
-    error_message = "The SSH group opens port 22 and nothing else."
-  }
-}
-
-run "internal_ports_between_members_and_peers" {
+run "one_group_per_role_and_one_rule_per_source" {
   command = apply
 
   assert {
-    condition     = contains([for r in openstack_networking_secgroup_rule_v2.internal_members : r.port_range_min], 8080) && contains([for r in openstack_networking_secgroup_rule_v2.internal_members : r.port_range_min], 7946)
-    error_message = "Weaviate HTTP and gossip are open between members."
+    condition     = output.security_group_names["bastion"] == "tqa-test-bastion" && output.security_group_names["db"] == "tqa-test-db" && length(output.security_group_names) == 2
+    error_message = "Each role gets a group named <prefix>-<role>."
   }
   assert {
-    condition     = alltrue([for r in openstack_networking_secgroup_rule_v2.internal_members : r.remote_group_id == openstack_networking_secgroup_v2.internal.id])
-    error_message = "Internal member rules name the group, not an address range."
+    condition     = toset(keys(openstack_networking_secgroup_rule_v2.rule)) == toset(["ssh_admin/192.0.2.10/32", "ssh_admin/192.0.2.11/32", "ssh_jump", "db_cluster"])
+    error_message = "A CIDR rule becomes one rule per block; a group rule becomes one rule."
   }
   assert {
-    condition     = length(openstack_networking_secgroup_rule_v2.internal_peers) == length(var.internal_ports) && alltrue([for r in openstack_networking_secgroup_rule_v2.internal_peers : r.remote_ip_prefix == "203.0.113.40/32"])
-    error_message = "The peer at the other site gets exactly the internal ports, from its own address."
+    condition     = openstack_networking_secgroup_rule_v2.rule["db_cluster"].port_range_min == 7946 && openstack_networking_secgroup_rule_v2.rule["db_cluster"].port_range_max == 7947 && openstack_networking_secgroup_rule_v2.rule["ssh_jump"].port_range_max == 22
+    error_message = "port_max opens a range; without it one port."
   }
+}
+
+run "ssh_is_never_open_to_everyone" {
+  command = plan
+
+  variables {
+    rules = { ssh = { group = "bastion", protocol = "tcp", port = 22, from_cidrs = ["0.0.0.0/0"] } }
+  }
+
+  expect_failures = [var.rules]
+}
+
+run "a_rule_names_exactly_one_source" {
+  command = plan
+
+  variables {
+    rules = { both = { group = "db", protocol = "tcp", port = 5432, from_group = "bastion", from_cidrs = ["192.0.2.10/32"] } }
+  }
+
+  expect_failures = [var.rules]
 }
 
 run "creates_a_private_network_with_a_router" {
@@ -83,14 +76,4 @@ run "reuses_an_existing_network_on_bare_metal_sites" {
     condition     = output.network_name == "sharednet1"
     error_message = "Bare-metal nodes attach to sharednet1 by default."
   }
-}
-
-run "ssh_is_never_open_to_everyone_by_omission" {
-  command = plan
-
-  variables {
-    admin_cidrs = []
-  }
-
-  expect_failures = [var.admin_cidrs]
 }
