@@ -2,7 +2,9 @@
 
 `bentoml serve serving.qwen_runner:QwenRunner --port 3001` (or `tqa serve-runner`). The model is loaded with
 transformers (bf16 on GPU, fp32 on CPU) and batched by `TransformersEngine`; with vLLM installed and a GPU present,
-vLLM serves instead. Routes: POST /v1/chat/completions (streaming and not), GET /v1/models, and BentoML's
+vLLM serves instead. A LoRA adapter from `tqa train generator` (`TQA_RUNNER_ADAPTER`: a directory or an MLflow
+`models:/` URI) is merged with peft on the transformers path and sent as a LoRA request on vLLM.
+Routes: POST /v1/chat/completions (streaming and not), GET /v1/models, and BentoML's
 /healthz, /readyz and /metrics (time-to-first-token, decode tokens/s, token counters, rejections).
 """
 
@@ -16,9 +18,11 @@ os.environ.setdefault("BENTOML_DO_NOT_TRACK", "true")
 import functools  # noqa: E402
 import json  # noqa: E402
 import logging  # noqa: E402
+import tempfile  # noqa: E402
 import time  # noqa: E402
 import uuid  # noqa: E402
 from collections.abc import AsyncIterator  # noqa: E402
+from pathlib import Path  # noqa: E402
 from typing import Any, Literal  # noqa: E402
 
 import bentoml  # noqa: E402
@@ -28,6 +32,7 @@ from fastapi.responses import JSONResponse, StreamingResponse  # noqa: E402
 from pydantic import BaseModel, Field  # noqa: E402
 from pydantic_settings import BaseSettings, SettingsConfigDict  # noqa: E402
 
+from ml.errors import UserError  # noqa: E402
 from ml.llm.engine import Engine, InputTooLong, QueueFull, RequestStats, SamplingParams, TokenEvent  # noqa: E402
 
 logger = logging.getLogger(__name__)
@@ -55,6 +60,16 @@ class RunnerSettings(BaseSettings):
     batch_wait_ms: float = Field(default=10.0, ge=0, description="How long a batch waits for more requests.")
     retry_after_s: int = Field(default=1, ge=1, description="Retry-After sent with a 503.")
     torch_threads: int | None = Field(default=None, ge=1, description="CPU threads for torch (default: torch's).")
+    adapter: str | None = Field(
+        default=None,
+        description="LoRA adapter: a directory, or models:/tqa-generator/<version>, models:/tqa-generator@<alias>, "
+        "runs:/<run>/adapter fetched from MLflow (peft on transformers, a LoRA request on vLLM).",
+    )
+    mlflow_tracking_uri: str | None = Field(default=None, description="Where models:/ and runs:/ adapters come from.")
+    quantization: Literal["none", "fp8", "awq", "gptq"] = Field(
+        default="none", description="vLLM weight quantization (fp8 on the fly; awq/gptq need a quantized checkpoint)."
+    )
+    max_lora_rank: int = Field(default=64, ge=1, description="Largest adapter rank vLLM reserves room for.")
 
     @property
     def name(self) -> str:
@@ -138,6 +153,11 @@ def build_engine(settings: RunnerSettings) -> Engine:
 
         torch.set_num_threads(settings.torch_threads)
     use_vllm = settings.engine == "vllm" or (settings.engine == "auto" and vllm_available())
+    adapter = _adapter_dir(settings)
+    if settings.quantization != "none" and not use_vllm:
+        raise UserError(
+            f"Quantization {settings.quantization} is served by vLLM on a GPU; this runner uses transformers."
+        )
     if use_vllm:
         return VLLMEngine(
             settings.model,
@@ -147,11 +167,18 @@ def build_engine(settings: RunnerSettings) -> Engine:
             max_queue=settings.max_queue,
             dtype=settings.dtype,
             random_weights=settings.random_weights,
+            adapter=str(adapter) if adapter else None,
+            quantization=None if settings.quantization == "none" else settings.quantization,
+            max_lora_rank=settings.max_lora_rank,
         )
     from ml.llm.generate import load_model
 
     loaded = load_model(
-        settings.model, device=settings.device, dtype=settings.dtype, random_weights=settings.random_weights
+        settings.model,
+        device=settings.device,
+        dtype=settings.dtype,
+        random_weights=settings.random_weights,
+        adapter=adapter,
     )
     logger.info("loaded %s on %s (%s)", settings.model, loaded.device, loaded.dtype)
     return TransformersEngine(
@@ -163,6 +190,16 @@ def build_engine(settings: RunnerSettings) -> Engine:
         max_queue=settings.max_queue,
         batch_wait_ms=settings.batch_wait_ms,
     )
+
+
+def _adapter_dir(settings: RunnerSettings) -> Path | None:
+    """The adapter as a local directory: fetched from MLflow for a models:/ or runs:/ URI, then verified."""
+    if not settings.adapter:
+        return None
+    from ml.tracking.generator import fetch_adapter
+
+    # Kept for the life of the process: vLLM reads the adapter when the first request names it.
+    return fetch_adapter(settings.adapter, settings.mlflow_tracking_uri, Path(tempfile.mkdtemp(prefix="tqa-adapter-")))
 
 
 openai_app = FastAPI(title="tqa Qwen runner (OpenAI-compatible)")

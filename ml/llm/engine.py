@@ -410,6 +410,9 @@ class VLLMEngine:
         max_queue: int,
         dtype: str,
         random_weights: bool = False,
+        adapter: str | None = None,
+        quantization: str | None = None,
+        max_lora_rank: int = 64,
     ) -> None:
         from vllm import AsyncEngineArgs, AsyncLLMEngine
 
@@ -423,8 +426,17 @@ class VLLMEngine:
             max_model_len=max_input_tokens + 4096,
             # vLLM's own random initialisation, for benchmarking an architecture without its checkpoint.
             load_format="dummy" if random_weights else "auto",
+            quantization=quantization,
+            enable_lora=adapter is not None,
+            max_lora_rank=max_lora_rank,
         )
         self._engine = AsyncLLMEngine.from_engine_args(args)
+        self._lora = None
+        if adapter is not None:
+            from vllm.lora.request import LoRARequest
+
+            # Every request carries the one adapter; vLLM loads it on first use and keeps it on the GPU.
+            self._lora = LoRARequest("tqa-adapter", 1, adapter)
         from transformers import AutoTokenizer
 
         self.tokenizer = AutoTokenizer.from_pretrained(model)
@@ -468,7 +480,8 @@ class VLLMEngine:
     async def _drain(self, prompt: str, vparams: Any, stats: RequestStats) -> AsyncIterator[TokenEvent]:
         sent = 0
         try:
-            async for out in self._engine.generate(prompt, vparams, request_id=f"tqa-{next(self._ids)}"):
+            request_id = f"tqa-{next(self._ids)}"
+            async for out in self._engine.generate(prompt, vparams, request_id=request_id, lora_request=self._lora):
                 completion = out.outputs[0]
                 if stats.first_token is None and completion.token_ids:
                     stats.first_token = time.perf_counter()

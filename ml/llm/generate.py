@@ -47,11 +47,14 @@ def load_model(
     dtype: DType = "auto",
     random_weights: bool = False,
     trust_remote_code: bool = False,
+    adapter: Path | None = None,
 ) -> LoadedModel:
     """Load `name_or_path` with `AutoModelForCausalLM` (``device_map`` on GPU) and its tokenizer.
 
     ``random_weights`` builds the model from its config with random initialisation instead of reading weights:
-    benchmarks use it to measure a full-size architecture without its checkpoint.
+    benchmarks use it to measure a full-size architecture without its checkpoint. ``adapter`` is a LoRA adapter
+    directory (`tqa train generator`) applied with peft and merged into the weights, so decoding costs what the
+    base model costs.
     """
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
@@ -79,6 +82,8 @@ def load_model(
             f"Could not load model {name_or_path!r} ({exc.__class__.__name__}); give a local model directory "
             "or a name the Hugging Face cache already holds."
         ) from exc
+    if adapter is not None:
+        model = apply_adapter(model, adapter)
     model.eval()
     if tokenizer.chat_template is None:
         raise UserError(f"The tokenizer of {name_or_path!r} has no chat template; use an instruct/chat model.")
@@ -92,3 +97,20 @@ def load_model(
         dtype=str(torch_dtype).removeprefix("torch."),
         name=name_or_path,
     )
+
+
+def apply_adapter(model: Any, adapter: Path) -> Any:
+    """`model` with the LoRA adapter in `adapter` merged in; one sentence when the adapter is damaged or mismatched."""
+    from peft import PeftModel
+
+    from ml.tracking.generator import verify_adapter
+
+    verify_adapter(adapter)
+    try:
+        merged = PeftModel.from_pretrained(model, str(adapter)).merge_and_unload()
+    except (RuntimeError, ValueError, KeyError) as exc:
+        raise UserError(
+            f"The adapter in {adapter} does not fit this base model ({exc.__class__.__name__}); "
+            "serve the base model it was trained on."
+        ) from exc
+    return merged

@@ -7,7 +7,7 @@ import sys
 import typer
 
 from ml.errors import UserError
-from ops.cli import dataset, evaluate, feedback, index, infra, query, release, train
+from ops.cli import ct, dataset, evaluate, feedback, index, infra, query, release, train
 
 HELP = "Transformers QA: ask the HuggingFace Transformers repository a question, get a cited answer."
 
@@ -36,6 +36,7 @@ app.command()(evaluate.register)
 
 train_app = _group("Train the learned parts of the pipeline on the configured index.")
 train_app.command()(train.ranker)
+train_app.command()(train.generator)
 app.add_typer(train_app, name="train")
 
 feedback_app = _group("Ratings and corrections people sent from the web page: review them, export approved pairs.")
@@ -62,6 +63,11 @@ release_app = _group("Releases: a registered version, staging -> canary -> produ
 for command in (release.deploy, release.canary, release.promote, release.status, release.rollback, release.down):
     release_app.command()(command)
 app.add_typer(release_app, name="release")
+
+ct_app = _group("Continuous training: retrain on new data and feedback, gated, handed to the canary.")
+ct_app.command()(ct.run)
+ct_app.command()(ct.status)
+app.add_typer(ct_app, name="ct")
 
 
 def main() -> None:

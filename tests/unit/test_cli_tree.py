@@ -10,7 +10,7 @@ from pathlib import Path
 
 TOP_LEVEL = {
     "setup", "ingest", "status", "sync", "watch", "search", "ask", "serve",
-    "eval", "register", "train", "dataset", "mlflow", "infra", "release", "feedback", "dashboard",
+    "eval", "register", "train", "dataset", "mlflow", "infra", "release", "feedback", "dashboard", "ct",
 }  # fmt: skip
 HEAVY = {"torch", "transformers", "sentence_transformers", "weaviate", "llama_index", "bentoml", "mlflow"}
 
@@ -47,6 +47,11 @@ def test_eval_help_lists_retrieval_and_run() -> None:
     shown = tqa("eval", "--help")
     assert shown.returncode == 0, shown.stderr
     assert listed_commands(shown.stdout) == {"retrieval", "run"}
+
+
+def test_train_and_ct_help_list_their_commands() -> None:
+    assert listed_commands(tqa("train", "--help").stdout) == {"ranker", "generator"}
+    assert listed_commands(tqa("ct", "--help").stdout) == {"run", "status"}
 
 
 def test_release_help_lists_the_rollout_commands() -> None:
