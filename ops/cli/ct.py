@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -22,7 +24,9 @@ def run(
     from ops.ct.config import load_ct_config
     from ops.ct.cycle import run_cycle
 
-    report = run_cycle(Settings(), load_ct_config(config), force=force, say=console.print)
+    # MLflow writes "View run" links to stdout; they go with the progress, so stdout holds only the result.
+    with contextlib.redirect_stdout(sys.stderr):
+        report = run_cycle(Settings(), load_ct_config(config), force=force, say=console.print)
     if as_json:
         print_json(report, indent=2)
     console.print(f"Cycle {report['decision']} in {report['seconds']} s ({report['reason']}).")

@@ -68,11 +68,23 @@ def run_cycle(settings: Settings, config: CTConfig, *, force: bool = False, say:
         say("No trigger fired; nothing to retrain.")
         return report
 
+    timings: dict[str, float] = {}
+    report["timings_s"] = timings
+    clock = time.perf_counter()
+
+    def lap(step: str) -> None:
+        nonlocal clock
+        now = time.perf_counter()
+        timings[step] = round(now - clock, 1)
+        clock = now
+
     if config.sync_path is not None:
         report["sync"] = _sync(settings, config.sync_path, say)
+        lap("sync")
     changes, staging_end = new_changes(settings.staging_file, state.staging_offset)
     approved_total = feedback_numbers(settings, config.triggers.window_hours)["approved"]
     report["dataset"] = _dataset(settings, config, changes, say)
+    lap("dataset")
 
     def wants(enabled: bool, on: list[str]) -> bool:
         return enabled and (force or any(name in on for name in fired))
@@ -92,7 +104,9 @@ def run_cycle(settings: Settings, config: CTConfig, *, force: bool = False, say:
         say("retraining the ranker and confidence")
         train_all(settings, candidate, config.ranker.docstrings, say=say)
         eval_settings = settings.model_copy(update={"ranker_dir": candidate})
+        lap("ranker")
     report["pipeline"] = _evaluate_and_register(eval_settings, config, dataset_dir, candidate if ranker else None, say)
+    lap("eval_register")
     if ranker and report["pipeline"]["accepted"]:
         live = settings.ranker_dir or settings.data_dir
         for name in ("ranker.json", "confidence.json"):
@@ -100,12 +114,14 @@ def run_cycle(settings: Settings, config: CTConfig, *, force: bool = False, say:
         say(f"installed the retrained ranker in {live}")
     if generator:
         report["generator"] = _train_generator(settings, config, dataset_dir, say)
+        lap("generator")
     accepted = report["pipeline"]["accepted"]
     report["canary"] = (
         hand_to_canary(settings, config.release, report["pipeline"]["version"], say)
         if accepted
         else {"action": "none", "why": "the candidate was refused"}
     )
+    lap("canary")
     report.update(decision="accepted" if accepted else "refused", reason=report["pipeline"]["reason"])
     report["seconds"] = round(time.time() - started, 1)
     state.staging_offset = staging_end
