@@ -51,6 +51,22 @@ eval: deps ## Full offline evaluation, logged to MLflow; fails on a missed bar (
 register: deps ## Register the latest eval run; moves `staging` only when it beats `production` by the gate margins
 	$(BIN)/tqa register
 
+# Continuous training (ops/ct/, settings in ops/ct/ct.yaml) and the generator's LoRA run (ml/train/configs/).
+.PHONY: ct ct-status train-generator
+CT_CONFIG ?= ops/ct/ct.yaml
+CT_ARGS ?=
+GENERATOR_CONFIG ?= ml/train/configs/qwen14b-lora.yaml
+ACCELERATE_CONFIG ?= ml/train/configs/accelerate/ddp.yaml
+
+ct: deps ## One continuous-training cycle: sync, dataset version, retrain what fired, eval, gated registration, canary
+	$(BIN)/tqa ct run --config $(CT_CONFIG) $(CT_ARGS)
+
+ct-status: deps ## Each continuous-training trigger against its threshold, the dataset version, the last cycle
+	$(BIN)/tqa ct status --config $(CT_CONFIG)
+
+train-generator: deps ## LoRA of the generator under accelerate launch (GENERATOR_CONFIG, ACCELERATE_CONFIG; GPUs), gated
+	$(BIN)/accelerate launch --config_file $(ACCELERATE_CONFIG) -m ml.train.generator $(GENERATOR_CONFIG) --register
+
 sync: deps ## Bring the index of the checkout at REPO_PATH to its new commits (and issues/PRs when a token is set)
 	$(BIN)/tqa sync --path $(REPO_PATH)
 

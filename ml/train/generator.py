@@ -466,18 +466,34 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--dataset", type=Path, default=None)
     parser.add_argument("--out", type=Path, default=None)
     parser.add_argument("--base-model", default=None)
+    parser.add_argument("--register", action="store_true", help="Register the adapter through the gate.")
     args = parser.parse_args(argv)
     settings = Settings()
+    config = load_config(args.config)
     result = train_generator(
         settings,
-        load_config(args.config),
+        config,
         args.dataset or settings.data_dir / "dataset",
         args.out or settings.data_dir / "generator",
         base_model=args.base_model,
         say=print,
     )
-    print(json.dumps({"run_id": result.run_id, "adapter": str(result.adapter_dir), "eval_loss": result.eval_loss}))
+    summary: dict[str, Any] = {
+        "run_id": result.run_id,
+        "adapter": str(result.adapter_dir),
+        "eval_loss": result.eval_loss,
+    }
+    summary.update(steps=len(result.losses), tokens_per_s=result.tokens_per_s, peak_memory_gb=result.peak_memory_gb)
+    if args.register and result.run_id:  # only the main process has a run
+        from ml.tracking.generator import register_adapter
+
+        decision = register_adapter(settings, result.run_id, config.registered_model, config.min_eval_loss_reduction)
+        summary.update(version=decision.version, accepted=decision.accepted, reason=decision.reason)
+    print(json.dumps(summary))
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except UserError as exc:
+        raise SystemExit(f"Error: {exc}") from None

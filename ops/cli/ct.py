@@ -18,6 +18,9 @@ ConfigOpt = Annotated[Path | None, typer.Option(help="CT YAML (see ops/ct/ct.yam
 def run(
     config: ConfigOpt = None,
     force: Annotated[bool, typer.Option(help="Run the cycle even when no trigger fires.")] = False,
+    sync_path: Annotated[
+        Path | None, typer.Option(help="A Transformers checkout to sync first (overrides the config's sync_path).")
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the cycle report as JSON.")] = False,
 ) -> None:
     """One cycle: sync, new dataset version, retrain what fired, evaluate, register through the gate, canary."""
@@ -26,7 +29,10 @@ def run(
 
     # MLflow writes "View run" links to stdout; they go with the progress, so stdout holds only the result.
     with contextlib.redirect_stdout(sys.stderr):
-        report = run_cycle(Settings(), load_ct_config(config), force=force, say=console.print)
+        cfg = load_ct_config(config)
+        if sync_path is not None:
+            cfg = cfg.model_copy(update={"sync_path": sync_path})
+        report = run_cycle(Settings(), cfg, force=force, say=console.print)
     if as_json:
         print_json(report, indent=2)
     console.print(f"Cycle {report['decision']} in {report['seconds']} s ({report['reason']}).")
