@@ -35,17 +35,20 @@ def run_ingest(
     per file to the last commit that changed it, blame history, commit and diff chunks.
     """
     if path is not None and (Path(path) / ".git").exists():
-        return _ingest_checkout(settings, Path(path), rebuild, console, repo_url)
-    corpus = resolve_corpus(package=package, path=path, doc_languages=settings.doc_languages)
-    state = StateStore(settings.state_db)
-    try:
-        with WeaviateIndex.open(settings) as index:
-            if rebuild:
-                index.drop()
-                state.clear()
-            return ingest(corpus, index, state, make_embedder(settings), progress=_progress_bar(console))
-    finally:
-        state.close()
+        report = _ingest_checkout(settings, Path(path), rebuild, console, repo_url)
+    else:
+        corpus = resolve_corpus(package=package, path=path, doc_languages=settings.doc_languages)
+        state = StateStore(settings.state_db)
+        try:
+            with WeaviateIndex.open(settings) as index:
+                if rebuild:
+                    index.drop()
+                    state.clear()
+                report = ingest(corpus, index, state, make_embedder(settings), progress=_progress_bar(console))
+        finally:
+            state.close()
+    load_vocabulary(settings)  # built now, so the first question does not wait for it
+    return report
 
 
 def _ingest_checkout(
@@ -243,8 +246,12 @@ class QA:
             model=load_ranker(settings),
             families=corpus_families(settings),
         )
+        self.vocabulary = load_vocabulary(settings)
+        confidence = load_confidence(settings)
+        if confidence is not None:
+            confidence.bind((self._batcher or self.embedder).embed_query, self.vocabulary)
         # TQA_ANSWERER=llm puts the LLM first, with the extractive answerer as its fallback.
-        extractive = ExtractiveAnswerer(threshold=settings.abstain_threshold, model=load_confidence(settings))
+        extractive = ExtractiveAnswerer(threshold=settings.abstain_threshold, model=confidence)
         self.answerer = answerer or build_answerer(settings, extractive)
 
     def warm_up(self) -> None:
@@ -295,6 +302,22 @@ def load_confidence(settings: Settings) -> Any:
         return None
     own = (settings.ranker_dir or settings.data_dir) / "confidence.json"
     return ConfidenceModel.load(own) if own.is_file() else default_confidence()
+
+
+def load_vocabulary(settings: Settings) -> Any:
+    """The indexed tree's vocabulary (`ml.index.vocabulary`), built on first use after the indexed files changed;
+    None when the index has no tree on this machine (a remote cluster)."""
+    from ml.index.vocabulary import load_or_build
+
+    if not settings.state_db.exists():
+        return None
+    store = StateStore(settings.state_db)
+    try:
+        root = store.get_meta("root")
+        paths = list(store.for_corpus(store.get_meta("corpus") or "").files())
+    finally:
+        store.close()
+    return load_or_build(settings.data_dir, Path(root) if root else None, paths, settings.doc_languages)
 
 
 def corpus_families(settings: Settings) -> dict[str, str]:

@@ -3,16 +3,21 @@
 Both are logistic models over what the ranked hits look like for the question: the ranker's probabilities of the
 top hits and the gap between them, the dense similarity, how much of the question the top hits cover, and how many
 of the question's words appear in no candidate at all ("PyTorch Lightning's Trainer" shares `Trainer` with the
-repository, `lightning` with nothing in it). They are trained on the tuning half of the dev set and the tuning
-out-of-scope questions (`tqa train ranker`); the abstention threshold is chosen there, never on the test half.
+repository, `lightning` with nothing in it). Two signals read the question alone: a logistic model over its
+embedding, trained on users' Transformers questions against other tools' questions (`text_scope`, its log-odds),
+and the words it uses that no indexed file contains or almost none do (`ml.index.vocabulary`: "TorchServe",
+"Horovod"). They are trained on the tuning half of the dev set, the tuning out-of-scope questions and the scope
+training questions (`tqa train ranker`); the abstention threshold is chosen there, never on the test half.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -20,11 +25,25 @@ from ml.errors import UserError
 from ml.rank import words
 from ml.types import Hit
 
-FEATURES = ["bias", "p1", "p2", "margin", "dense", "coverage", "unmatched", "unmatched_any", "top_kind_code"]
+if TYPE_CHECKING:
+    from ml.index.vocabulary import Vocabulary
+
+FEATURES = [
+    "bias", "p1", "p2", "margin", "dense", "coverage", "unmatched", "unmatched_any", "top_kind_code",
+    "text_scope", "unseen", "rare",
+]  # fmt: skip
 
 
-def features(question: str, hits: list[Hit]) -> np.ndarray:
-    """One row of FEATURES for a question and its ranked hits (scores are ranker probabilities)."""
+def logit(p: float) -> float:
+    p = min(max(p, 1e-4), 1 - 1e-4)
+    return float(np.log(p / (1 - p)))
+
+
+def features(
+    question: str, hits: list[Hit], text_scope: float = 0.0, foreign: tuple[float, float] = (0.0, 0.0)
+) -> np.ndarray:
+    """One row of FEATURES for a question and its ranked hits (scores are ranker probabilities); `text_scope` is the
+    question-only model's log-odds of being in scope, `foreign` the vocabulary's (unseen words, rare share)."""
     q = set(words(question))
     scores = [h.score for h in hits[:2]] + [0.0, 0.0]
     texts = [f"{h.chunk.symbol} {h.chunk.path} {h.chunk.text}" for h in hits]
@@ -43,6 +62,9 @@ def features(question: str, hits: list[Hit]) -> np.ndarray:
         "unmatched": unmatched / len(q) if q else 1.0,
         "unmatched_any": 1.0 if unmatched else 0.0,
         "top_kind_code": 1.0 if kind in ("class", "function", "method", "argument", "example") else 0.0,
+        "text_scope": text_scope,
+        "unseen": foreign[0],
+        "rare": foreign[1],
     }
     return np.asarray([[row[f] for f in FEATURES]], dtype=np.float32)
 
@@ -60,19 +82,38 @@ class Logistic:
 
 @dataclass
 class ConfidenceModel:
-    """`correct`: P(a top-3 source is a gold symbol); `scope`: P(answerable); abstain below `threshold` of scope."""
+    """`correct`: P(a top-3 source is a gold symbol); `scope`: P(answerable); abstain below `threshold` of scope.
+    `text`: P(in scope) from the question's embedding alone, read through `embed` once `bind` gives one."""
 
     correct: Logistic
     scope: Logistic
     threshold: float
+    text: Logistic | None = None
     features: list[str] = field(default_factory=lambda: list(FEATURES))
     trained_on: dict[str, object] = field(default_factory=dict)
+    embed: Callable[[str], np.ndarray] | None = field(default=None, repr=False, compare=False)
+    vocabulary: Vocabulary | None = field(default=None, repr=False, compare=False)
+
+    def bind(self, embed: Callable[[str], np.ndarray] | None, vocabulary: Vocabulary | None) -> ConfidenceModel:
+        """Give the question-only signals what they read: the query embedder and the indexed tree's vocabulary.
+        Unbound, both signals are neutral (log-odds 0, no foreign words)."""
+        self.embed, self.vocabulary = embed, vocabulary
+        return self
+
+    def signals(self, question: str) -> tuple[float, tuple[float, float]]:
+        """(text_scope log-odds, (unseen, rare)) for a question."""
+        text = 0.0
+        if self.text is not None and self.embed is not None:
+            text = logit(self.text.probability(np.r_[1.0, self.embed(question)][None, :]))
+        foreign = self.vocabulary.foreign(question) if self.vocabulary is not None else (0.0, 0.0)
+        return text, foreign
 
     def assess(self, question: str, hits: list[Hit], threshold: float | None = None) -> tuple[float, bool]:
         """(confidence, abstain) for a question and its ranked hits; `threshold` overrides the tuned one."""
         if not hits:
             return 0.0, True
-        x = features(question, hits)
+        text, foreign = self.signals(question)
+        x = features(question, hits, text, foreign)
         limit = self.threshold if threshold is None else threshold
         return round(self.correct.probability(x), 3), self.scope.probability(x) < limit
 
@@ -81,6 +122,7 @@ class ConfidenceModel:
             "correct": self.correct.__dict__,
             "scope": self.scope.__dict__,
             "threshold": self.threshold,
+            "text": self.text.__dict__ if self.text is not None else None,
             "features": self.features,
             "trained_on": self.trained_on,
         }
@@ -95,6 +137,7 @@ class ConfidenceModel:
             Logistic(**data["correct"]),
             Logistic(**data["scope"]),
             data["threshold"],
+            Logistic(**data["text"]) if data.get("text") else None,
             data["features"],
             data["trained_on"],
         )
@@ -107,11 +150,14 @@ def default_confidence() -> ConfidenceModel | None:
     return ConfidenceModel.load(Path(str(resource)))
 
 
-def fit_logistic(x: np.ndarray, y: np.ndarray, c: float = 1.0) -> Logistic:
+def fit_logistic(x: np.ndarray, y: np.ndarray, c: float = 1.0, standardize: bool = True) -> Logistic:
+    """Logistic regression over `x` (column 0 is the bias, 1.0); standardized columns unless told otherwise."""
     from sklearn.linear_model import LogisticRegression
 
     mean, scale = x.mean(axis=0), x.std(axis=0)
     scale[scale == 0] = 1.0
+    if not standardize:
+        mean, scale = np.zeros_like(mean), np.ones_like(scale)
     mean[0], scale[0] = 0.0, 1.0
     model = LogisticRegression(C=c, fit_intercept=False, max_iter=2000)
     model.fit((x - mean) / scale, y)

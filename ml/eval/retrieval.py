@@ -94,6 +94,13 @@ def out_of_scope_questions(split: str | None = None) -> list[str]:
     return [i["question"] for i in items if split is None or i.get("split", "tune") == split]
 
 
+def scope_training_questions() -> tuple[list[str], list[str]]:
+    """(in scope, out of scope) questions without gold symbols, for training the scope model only: users' ways of
+    asking about Transformers, and other libraries' and tools' questions that share its words. Never evaluated."""
+    items = [json.loads(line) for line in _lines("data/scope_train.jsonl")]
+    return [i["question"] for i in items if i["in_scope"]], [i["question"] for i in items if not i["in_scope"]]
+
+
 def resolve_gold(corpus: Corpus, path: str, symbol: str) -> Gold | None:
     """The line span of `symbol` in `path` (its largest definition, so an @overload stub never wins)."""
     file = corpus.base / path

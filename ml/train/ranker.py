@@ -23,6 +23,7 @@ from ml.sources.corpus import Corpus
 
 if TYPE_CHECKING:
     from ml.answer.confidence import ConfidenceModel
+    from ml.index.vocabulary import Vocabulary
 
 # Docstring questions used for training are drawn with another seed than the evaluation's docstring set.
 TRAIN_DOCSTRING_SEED = 7
@@ -103,7 +104,7 @@ def train_all(
 ) -> Path:
     """`tqa train ranker`: the ranker, then the confidence model on its rankings, saved in `out_dir` (default: the
     data dir, where `QA` picks them up over the shipped ones). Only the tuning halves are read."""
-    from ml.eval.retrieval import dev_queries, out_of_scope_questions
+    from ml.eval.retrieval import dev_queries, out_of_scope_questions, scope_training_questions
     from ml.eval.suite import index_corpus
     from ml.index.state import StateStore
     from ml.pipeline import QA
@@ -124,7 +125,15 @@ def train_all(
         say(f"ranker: {model.trained_on}")
         retriever.model = model
         answerable = [q for q in dev_queries("tune") if indexed is None or q.path in indexed]
-        confidence = train_confidence(retriever, corpus, answerable, out_of_scope_questions("tune"))
+        extra_in, extra_out = scope_training_questions()
+        confidence = train_confidence(
+            retriever,
+            corpus,
+            answerable,
+            out_of_scope_questions("tune") + extra_out,
+            extra_in_scope=extra_in,
+            vocabulary=qa.vocabulary,
+        )
         confidence.save(out / "confidence.json")
         say(f"confidence: {confidence.trained_on}, abstain below in-scope probability {confidence.threshold:.3f}")
     finally:
@@ -137,35 +146,60 @@ def train_confidence(
     corpus: Corpus,
     dev: list[Query],
     out_of_scope: list[str],
-    false_abstention: float = 0.02,
+    false_abstention: float = 0.03,
     k: int = 5,
+    extra_in_scope: list[str] | None = None,
+    vocabulary: Vocabulary | None = None,
 ) -> ConfidenceModel:
-    """Fit P(correct) on the dev questions and P(in scope) on them against out-of-scope ones, through the ranked
-    retriever with the `k` hits an answer reads (`QA.ask`'s default); the abstention threshold lets at most
-    `false_abstention` of the dev questions abstain (a wrong "not found" costs a user more than a weak answer)."""
-    from ml.answer.confidence import ConfidenceModel, features, fit_logistic
+    """Fit P(correct) on the dev questions and P(in scope) on them and `extra_in_scope` against the out-of-scope
+    ones, through the ranked retriever with the `k` hits an answer reads (`QA.ask`'s default). The question-only
+    text model is fitted on the same questions; the other two read its out-of-fold log-odds, so they learn how far
+    to trust it on questions it did not see. The abstention threshold lets at most `false_abstention` of the
+    in-scope questions abstain (a wrong "not found" costs a user more than a weak answer)."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import cross_val_predict
 
-    rows, correct, scope = [], [], []
+    from ml.answer.confidence import ConfidenceModel, features, fit_logistic, logit
+
+    extra_in_scope = extra_in_scope or []
+    answerable: list[tuple[str, int]] = []  # (question, top-3 cites a gold)
     for q in dev:
         golds = golds_of(corpus, q)
-        if not golds:
-            continue
-        hits = retriever.search(q.question, k=k)
-        rows.append(features(q.question, hits)[0])
-        correct.append(1 if first_rank([_result(h) for h in hits[:3]], golds) else 0)
-        scope.append(1)
-    answerable = len(rows)
-    for question in out_of_scope:
-        rows.append(features(question, retriever.search(question, k=k))[0])
-        scope.append(0)
-    x, s = np.asarray(rows), np.asarray(scope)
-    correct_model = fit_logistic(x[:answerable], np.asarray(correct))
-    scope_model = fit_logistic(x, s)
-    in_scope = sorted(scope_model.probability(row[None, :]) for row in x[:answerable])
-    threshold = in_scope[int(false_abstention * len(in_scope))] if in_scope else 0.5
+        if golds:
+            hits = retriever.search(q.question, k=k)
+            answerable.append((q.question, 1 if first_rank([_result(h) for h in hits[:3]], golds) else 0))
+    in_scope = [q for q, _ in answerable] + extra_in_scope
+    questions = in_scope + out_of_scope
+    scope = np.asarray([1] * len(in_scope) + [0] * len(out_of_scope))
+    vectors = np.asarray(retriever.embedder.embed_documents(questions))
+    design = np.c_[np.ones(len(questions)), vectors]
+    text_model = fit_logistic(design, scope, c=3.0, standardize=False)
+    folds = min(10, int(scope.sum()), int(len(scope) - scope.sum()))
+    if folds >= 2:
+        same = LogisticRegression(C=3.0, fit_intercept=False, max_iter=5000)
+        held_out = cross_val_predict(same, design, scope, cv=folds, method="predict_proba")[:, 1]
+    else:
+        held_out = np.asarray([text_model.probability(row[None, :]) for row in design])
+    rows = []
+    for question, text_p in zip(questions, held_out, strict=True):
+        foreign = vocabulary.foreign(question) if vocabulary is not None else (0.0, 0.0)
+        rows.append(features(question, retriever.search(question, k=k), logit(float(text_p)), foreign)[0])
+    x = np.asarray(rows)
+    correct = np.asarray([c for _, c in answerable])
+    correct_model = fit_logistic(x[: len(answerable)], correct)
+    scope_model = fit_logistic(x, scope)
+    probabilities = sorted(scope_model.probability(row[None, :]) for row in x[: len(in_scope)])
+    threshold = probabilities[int(false_abstention * len(probabilities))] if probabilities else 0.5
     return ConfidenceModel(
         correct_model,
         scope_model,
         float(threshold),
-        trained_on={"answerable": answerable, "out_of_scope": len(out_of_scope), "correct": int(sum(correct))},
+        text_model,
+        trained_on={
+            "answerable": len(answerable),
+            "extra_in_scope": len(extra_in_scope),
+            "out_of_scope": len(out_of_scope),
+            "correct": int(correct.sum()),
+            "vocabulary_words": len(vocabulary.files) if vocabulary is not None else 0,
+        },
     )

@@ -99,3 +99,35 @@ def test_confidence_abstains_below_the_scope_threshold(tmp_path: Path) -> None:
     assert model.assess("q", []) == (0.0, True)
     model.save(tmp_path / "c.json")
     assert ConfidenceModel.load(tmp_path / "c.json").assess("q", [strong, weak]) == model.assess("q", [strong, weak])
+
+
+def test_the_question_only_signals_move_the_scope_once_bound(tmp_path: Path) -> None:
+    from ml.index.vocabulary import Vocabulary
+
+    n = len(CONFIDENCE_FEATURES)
+    scope = Logistic([0.0] * n, [0.0] * n, [1.0] * n)
+    scope.weights[CONFIDENCE_FEATURES.index("text_scope")] = 1.0
+    scope.weights[CONFIDENCE_FEATURES.index("unseen")] = -5.0
+    # The text model says "in scope" for vectors pointing along the first axis.
+    text = Logistic([0.0, 8.0, -8.0], [0.0, 0.0, 0.0], [1.0, 1.0, 1.0])
+    model = ConfidenceModel(Logistic([0.0] * n, [0.0] * n, [1.0] * n), scope, threshold=0.5, text=text)
+    hits = [hit("a.py", "Trainer")]
+    assert model.signals("anything") == (0.0, (0.0, 0.0))  # unbound: neutral
+    vectors = {"train a model": np.array([1.0, 0.0]), "bake bread": np.array([0.0, 1.0])}
+    vocabulary = Vocabulary(files={"train": 40, "model": 900, "bake": 0}, documents=1000)
+    model.bind(vectors.__getitem__, vocabulary)
+    assert model.assess("train a model", hits)[1] is False
+    assert model.assess("bake bread", hits)[1] is True
+    assert vocabulary.foreign("bake bread") == (2.0, 1.0)  # neither word is in any file
+    model.save(tmp_path / "c.json")
+    again = ConfidenceModel.load(tmp_path / "c.json").bind(vectors.__getitem__, vocabulary)
+    assert again.assess("bake bread", hits) == model.assess("bake bread", hits)
+
+
+def test_the_shipped_confidence_model_reads_every_signal() -> None:
+    from ml.answer.confidence import default_confidence
+
+    model = default_confidence()
+    assert model is not None and model.features == CONFIDENCE_FEATURES and model.text is not None
+    assert len(model.text.weights) == 385  # bias + the packaged MiniLM's 384 dimensions
+    assert model.trained_on["out_of_scope"] > 100 and model.trained_on["vocabulary_words"] > 0
