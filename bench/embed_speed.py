@@ -5,8 +5,7 @@ for each backend, twice and interleaved so a busy machine slows both alike: chun
 `Embedder.embed_documents`, and chunks per CPU second of this process, which other load on a shared machine
 changes far less than wall-clock time (two idle cores give about twice that per wall-clock second). Also prints
 the tokenizer's own speed on the same texts, the cosine of the ONNX vectors to the torch vectors (min and mean),
-and with --int8 the speed and cosine of a partly int8-quantised copy of the ONNX model (not used by the product:
-its vectors drift from the torch ones).
+and with --int8 the speed and cosine of the int8 ONNX model the product uses by default (TQA_EMBEDDING_INT8).
 
     .venv/bin/python -m bench.embed_speed --chunks 2000
 """
@@ -16,15 +15,12 @@ from __future__ import annotations
 import argparse
 import os
 import random
-import re
-import tempfile
 import time
-from pathlib import Path
 
 import numpy as np
 
 from bench.common import machine
-from ml.index.embed import CHARS_PER_TOKEN_BOUND, Embedder, OnnxEncoder, embedding_text, exported_model
+from ml.index.embed import CHARS_PER_TOKEN_BOUND, Embedder, OnnxEncoder, embedding_text
 from ml.sources.corpus import chunk_file, resolve_corpus
 
 
@@ -65,31 +61,9 @@ def tokenizer_rate(embedder: Embedder, texts: list[str]) -> float:
     return len(cut) / (time.monotonic() - started)
 
 
-def int8_embedder(onnx: Embedder, workdir: Path) -> Embedder:
-    """A copy of the exported model with int8 weights (dynamic, per channel) in attention and the first FFN layer.
-
-    The FFN output projections stay float: quantising them too (all MatMuls) costs the most agreement with the
-    torch vectors (min cosine 0.987 on 400 chunks) for little extra speed.
-    """
-    import onnx as onnx_lib
-    from onnxruntime.quantization import QuantType, quantize_dynamic
-
-    source = exported_model(onnx._location(), onnx.cache_dir)
-    graph = onnx_lib.load(str(source), load_external_data=False).graph
-    ffn_out = [n.name for n in graph.node if n.op_type == "MatMul" and re.search(r"layer\.\d+/output/dense", n.name)]
-    target = workdir / source.parent.name
-    target.mkdir(parents=True)
-    (target / "export.json").write_text((source.parent / "export.json").read_text())
-    quantize_dynamic(
-        str(source),
-        str(target / "model.onnx"),
-        per_channel=True,
-        weight_type=QuantType.QInt8,
-        op_types_to_quantize=["MatMul", "Attention"],
-        nodes_to_exclude=ffn_out,
-        extra_options={"DefaultTensorType": onnx_lib.TensorProto.FLOAT},
-    )
-    return Embedder(backend="onnx", cache_dir=workdir)
+def int8_embedder(onnx: Embedder) -> Embedder:
+    """The product's int8 ONNX model (`ml.index.embed.quantized_model`), from the same export."""
+    return Embedder(backend="onnx", cache_dir=onnx.cache_dir, int8=True)
 
 
 def cosine(a: np.ndarray, b: np.ndarray) -> str:
@@ -100,7 +74,7 @@ def cosine(a: np.ndarray, b: np.ndarray) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--chunks", type=int, default=2000, help="Chunks in the sample (default 2000).")
-    parser.add_argument("--int8", action="store_true", help="Also measure a dynamically quantised ONNX model.")
+    parser.add_argument("--int8", action="store_true", help="Also measure the int8 ONNX model.")
     args = parser.parse_args()
 
     texts = sample_texts(args.chunks)
@@ -112,19 +86,18 @@ def main() -> None:
 
     print(f"  torch threads {torch.get_num_threads()}, interop {torch.get_num_interop_threads()}")
     started = time.monotonic()
-    backends = {"torch": Embedder(backend="torch"), "onnx": Embedder(backend="onnx")}
+    backends = {"torch": Embedder(backend="torch"), "onnx": Embedder(backend="onnx", int8=False)}
     for embedder in backends.values():
         embedder.embed_query("warm up")
     print(f"  models loaded in {time.monotonic() - started:.1f} s (an ONNX export on first use included)")
-    with tempfile.TemporaryDirectory() as tmp:
-        if args.int8:
-            backends["onnx-int8"] = int8_embedder(backends["onnx"], Path(tmp))
-            backends["onnx-int8"].embed_query("warm up")
-        vectors: dict[str, np.ndarray] = {}
-        for run in (1, 2):
-            for name, embedder in backends.items():
-                rate, per_cpu, vectors[name] = throughput(embedder, texts)
-                print(f"  run {run}: {name:9s} {rate:6.1f} chunks/s, {per_cpu:6.1f} chunks per CPU second")
+    if args.int8:
+        backends["onnx-int8"] = int8_embedder(backends["onnx"])
+        backends["onnx-int8"].embed_query("warm up")
+    vectors: dict[str, np.ndarray] = {}
+    for run in (1, 2):
+        for name, embedder in backends.items():
+            rate, per_cpu, vectors[name] = throughput(embedder, texts)
+            print(f"  run {run}: {name:9s} {rate:6.1f} chunks/s, {per_cpu:6.1f} chunks per CPU second")
     print(f"  tokenizer alone: {tokenizer_rate(backends['onnx'], texts):.0f} chunks/s")
     for name in backends:
         if name != "torch":
