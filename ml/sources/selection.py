@@ -23,6 +23,13 @@ def skip_dir(rel_dir: str, doc_languages: tuple[str, ...] = DEFAULT_DOC_LANGUAGE
 
 
 def is_indexed(rel_path: str, doc_languages: tuple[str, ...] = DEFAULT_DOC_LANGUAGES) -> bool:
-    """Whether the file at `rel_path` (relative to the tree's root) is indexed as code or docs."""
+    """Whether the file at `rel_path` (relative to the tree's root) is indexed as code or docs.
+
+    A model's `modular_*.py` is not: Transformers generates the `modeling_*.py` (and configuration, processing)
+    files next to it from it, the code users import and read. Indexing both puts two copies of every class in the
+    index, and the modular one crowds out the file a citation should point at (about a sixth of the package's code).
+    """
     path = PurePosixPath(rel_path)
+    if path.name.startswith("modular_") and "models" in path.parts:
+        return False
     return path.suffix in INDEXED_SUFFIXES and not skip_dir(str(path.parent), doc_languages)

@@ -62,3 +62,7 @@ def test_one_selection_rule_for_trees_and_git_paths() -> None:
     assert not is_indexed("src/transformers/__pycache__/x.py")
     assert not is_indexed(".github/workflows/README.md")
     assert not is_indexed("setup.cfg")
+    # The generated modeling file is indexed, not the modular source it is generated from.
+    assert not is_indexed("src/transformers/models/llava/modular_llava.py")
+    assert is_indexed("src/transformers/models/llava/modeling_llava.py")
+    assert is_indexed("utils/modular_model_converter.py")
