@@ -325,6 +325,15 @@ def exported_model(location: str, cache_dir: Path) -> Path:
     return model
 
 
+class _DropMessage(logging.Filter):
+    def __init__(self, text: str):
+        super().__init__()
+        self.text = text
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return self.text not in record.getMessage()
+
+
 def quantized_model(source: Path) -> Path:
     """An int8 copy of an exported model (dynamic, per channel) next to it, made on first use.
 
@@ -344,15 +353,21 @@ def quantized_model(source: Path) -> Path:
     with tempfile.TemporaryDirectory(dir=source.parent.parent, prefix=".quantize-") as tmp:
         staged = Path(tmp) / "model"
         staged.mkdir()
-        quantize_dynamic(
-            str(source),
-            str(staged / "model.onnx"),
-            per_channel=True,
-            weight_type=QuantType.QInt8,
-            op_types_to_quantize=["MatMul", "Attention"],
-            nodes_to_exclude=ffn_out,
-            extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
-        )
+        # The quantizer advises a pre-processing pass on the root logger; the export already fused the graph.
+        advice = _DropMessage("pre-processing before quantization")
+        logging.getLogger().addFilter(advice)
+        try:
+            quantize_dynamic(
+                str(source),
+                str(staged / "model.onnx"),
+                per_channel=True,
+                weight_type=QuantType.QInt8,
+                op_types_to_quantize=["MatMul", "Attention"],
+                nodes_to_exclude=ffn_out,
+                extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
+            )
+        finally:
+            logging.getLogger().removeFilter(advice)
         (staged / "export.json").write_text((source.parent / "export.json").read_text())
         try:
             os.replace(staged, target)
