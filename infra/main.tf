@@ -28,7 +28,6 @@ locals {
     weaviate_metrics   = { group = "weaviate", protocol = "tcp", port = 2112, from_group = "monitoring" }
     node_exporter_weav = { group = "weaviate", protocol = "tcp", port = 9100, from_group = "monitoring" }
     node_exporter_mlf  = { group = "mlflow", protocol = "tcp", port = 9100, from_group = "monitoring" }
-    mlflow_metrics     = { group = "mlflow", protocol = "tcp", port = 5000, from_group = "monitoring" }
   }
   chi_groups = {
     gpu = "Leased A100 node: Qwen runner, RAG service, WireGuard hub."

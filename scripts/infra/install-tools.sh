@@ -8,7 +8,9 @@ TOFU_VERSION="${TOFU_VERSION:-v1.10.10}"
 OPENSTACK_PROVIDER_VERSION="${OPENSTACK_PROVIDER_VERSION:-v3.4.0}"
 ACTIONLINT_VERSION="${ACTIONLINT_VERSION:-v1.7.12}"
 TOOLS_DIR="${TQA_TOOLS_DIR:-$HOME/.cache/tqa-tools}"
-DEBIAN_PACKAGES=(debootstrap shellcheck)
+# systemd-container: systemd-nspawn boots the Ansible test targets (tests/support/nspawn.py).
+# debian-archive-keyring: debootstrap checks Debian's signatures on an Ubuntu runner too.
+DEBIAN_PACKAGES=(debootstrap debian-archive-keyring shellcheck systemd-container)
 
 export CGO_ENABLED=0 GOFLAGS=-buildvcs=false GOTELEMETRY=off
 mkdir -p "$TOOLS_DIR/bin"
@@ -98,8 +100,11 @@ if ((${#missing[@]})); then
     log "Debian packages missing and TQA_SKIP_APT=1: ${missing[*]}" >&2
   else
     log "installing Debian packages: ${missing[*]}"
-    apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    # As root here; through sudo on a GitHub runner, whose user may use it without a password.
+    sudo=()
+    [[ $EUID -ne 0 ]] && sudo=(sudo)
+    "${sudo[@]}" apt-get update -qq
+    "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
   fi
 else
   log "Debian packages present: ${DEBIAN_PACKAGES[*]}"

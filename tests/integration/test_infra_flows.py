@@ -60,7 +60,7 @@ def _needed() -> set[tuple[str, str, str, int]]:
             if a != b:
                 flows |= {(a, b, "tcp", 7946), (a, b, "tcp", 7947), (a, b, "udp", 7946)}
                 flows |= {(a, b, "tcp", 8300), (a, b, "tcp", 8301)}
-    flows |= {("monitoring-0", "mlflow-0", "tcp", 9100), ("monitoring-0", "mlflow-0", "tcp", 5000)}
+    flows.add(("monitoring-0", "mlflow-0", "tcp", 9100))
     return flows
 
 

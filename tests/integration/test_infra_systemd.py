@@ -1,0 +1,208 @@
+"""The site playbook applied over SSH to machines that boot systemd (systemd-nspawn), twice, handlers and waits on.
+
+Six Debian 12 machines boot under `systemd-nspawn --boot` (tests/support/nspawn.py), each in its own network
+namespace on a host-only bridge: the bastion `monitoring-0`, three Weaviate nodes, and `gpu-0`, the WireGuard hub,
+plus nothing else. Ansible reaches the bastion directly and every other machine with ProxyJump through the
+bastion, as in production, checking host keys against a known_hosts file. The playbook runs through
+`tqa infra configure`'s code path (ansible-runner) with every service managed by systemd, every handler and every
+readiness wait on; the second run must change nothing. Then: the three Weaviate units form a healthy cluster that
+replicates with factor 3 behind API keys, Prometheus (a systemd unit) scrapes them, and the WireGuard tunnel
+(wireguard-go: this kernel has no WireGuard module) carries traffic from every spoke to the hub.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+import yaml
+
+from ml.errors import UserError
+from ml.settings import Settings
+from ops.infra.configure import run_playbook
+from ops.infra.paths import ANSIBLE_DIR
+from tests.support import nspawn
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+WEAVIATE = ["weaviate-0", "weaviate-1", "weaviate-2"]
+MACHINES = ["monitoring-0", *WEAVIATE, "gpu-0"]
+WG_CIDR = "203.0.113.128/25"
+UNITS = {"weaviate": ["weaviate"], "monitoring": ["prometheus", "prometheus-alertmanager"], "mlflow": ["mlflow"]}
+
+
+@pytest.fixture(scope="module")
+def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[nspawn.Fleet]:
+    why = nspawn.unavailable()
+    if why:
+        pytest.fail(why)
+    booted = nspawn.boot(MACHINES, tmp_path_factory.mktemp("machines"))
+    try:
+        yield booted
+    finally:
+        nspawn.shutdown(booted)
+
+
+def _inventory(fleet: nspawn.Fleet, api_key: str) -> dict:
+    bastion = fleet.machines["monitoring-0"].address
+    wg = [f"203.0.113.{129 + i}" for i in range(len(MACHINES))]
+
+    def host(name: str, index: int) -> dict:
+        machine = fleet.machines[name]
+        out = {
+            "ansible_host": machine.address,
+            "private_ip": machine.address,
+            "wg_address": wg[index] if name != "gpu-0" else wg[0],
+            "wg_hub": name == "gpu-0",
+        }
+        if name == "gpu-0":
+            out["wg_endpoint"] = f"{machine.address}:51820"
+        elif name != "monitoring-0":
+            # The production inventory's jump: through the bastion's private address.
+            out["ansible_ssh_common_args"] = f"-o ProxyJump=root@{bastion}"
+        return out
+
+    hosts = {name: host(name, i) for i, name in enumerate(MACHINES)}
+    return {
+        "all": {
+            "vars": {
+                "ansible_user": "root",
+                "tqa_environment": "staging",
+                "wg_cidr": WG_CIDR,
+                "wg_port": 51820,
+                "wireguard_userspace": True,
+            },
+            "children": {
+                "weaviate": {
+                    "hosts": {n: hosts[n] for n in WEAVIATE},
+                    "vars": {
+                        "weaviate_binary_src": str(Settings().weaviate_binary),
+                        "weaviate_api_keys": [api_key],
+                        "weaviate_api_users": ["tqa-admin"],
+                    },
+                },
+                "monitoring": {
+                    "hosts": {"monitoring-0": hosts["monitoring-0"]},
+                    "vars": {"monitoring_grafana_enabled": False, "monitoring_scrape_interval": "2s"},
+                },
+                "wireguard": {"hosts": hosts},
+            },
+        }
+    }
+
+
+@pytest.fixture(scope="module")
+def deployment(fleet: nspawn.Fleet) -> dict:
+    api_key = secrets.token_urlsafe(24)
+    work = fleet.base / "deploy"
+    work.mkdir()
+    inventory = work / "hosts.yml"
+    inventory.write_text(yaml.safe_dump(_inventory(fleet, api_key)))
+    # One ssh configuration for Ansible and for its jumps: the test key, the known host keys, checked strictly.
+    ssh_config = work / "ssh_config"
+    ssh_config.write_text(
+        "Host *\n"
+        f"  IdentityFile {fleet.ssh_key}\n"
+        f"  UserKnownHostsFile {fleet.known_hosts}\n"
+        "  StrictHostKeyChecking yes\n"
+        "  BatchMode yes\n"
+    )
+    env = {"ANSIBLE_SSH_ARGS": f"-F {ssh_config} -o ControlMaster=auto -o ControlPersist=60s"}
+    started = time.monotonic()
+    try:
+        first = run_playbook("site.yml", inventory, ansible_dir=ANSIBLE_DIR, envvars=env, say=print)
+        first_s = time.monotonic() - started
+        second = run_playbook("site.yml", inventory, ansible_dir=ANSIBLE_DIR, envvars=env, say=print)
+    except UserError:
+        _print_journals(fleet)
+        raise
+    second_s = time.monotonic() - started - first_s
+    print(f"site.yml on {len(MACHINES)} machines: first run {first_s:.0f} s, second run {second_s:.0f} s")
+    return {"first": first, "second": second, "api_key": api_key, "fleet": fleet}
+
+
+def _print_journals(fleet: nspawn.Fleet) -> None:
+    """What each machine's services said, so a failed run in CI shows why."""
+    for name in fleet.machines:
+        units = fleet.ssh(name, "systemctl list-units --failed --plain --no-legend; journalctl -b -p warning -n 40")
+        print(f"== {name}\n{units.stdout}{units.stderr}")
+        for unit in UNITS.get(name.rsplit("-", 1)[0], []):
+            print(fleet.ssh(name, f"journalctl -u {unit} -n 30 --no-pager").stdout)
+
+
+def test_first_run_configures_every_machine(deployment: dict) -> None:
+    changed = deployment["first"].changed
+    assert set(changed) == set(MACHINES)
+    assert all(count > 0 for count in changed.values())
+
+
+def test_second_run_changes_nothing(deployment: dict) -> None:
+    second = deployment["second"]
+    assert set(second.ok) == set(MACHINES)
+    assert second.total_changed == 0, second.changed
+
+
+def test_services_run_under_systemd(deployment: dict) -> None:
+    fleet = deployment["fleet"]
+    for name in WEAVIATE:
+        state = fleet.ssh(name, "systemctl is-active weaviate wg-quick@wg0 && systemctl is-enabled weaviate")
+        assert state.stdout.split() == ["active", "active", "enabled"], (name, state.stdout, state.stderr)
+    state = fleet.ssh("monitoring-0", "systemctl is-active prometheus prometheus-alertmanager wg-quick@wg0")
+    assert state.stdout.split() == ["active"] * 3, state.stdout + state.stderr
+    booted = fleet.ssh("gpu-0", "systemctl is-system-running")
+    assert booted.stdout.strip() in ("running", "degraded"), booted.stdout
+
+
+def test_weaviate_cluster_is_healthy_and_replicates_with_factor_three(deployment: dict) -> None:
+    fleet = deployment["fleet"]
+    headers = {"Authorization": f"Bearer {deployment['api_key']}"}
+    base = f"http://{fleet.machines['weaviate-0'].address}:8080"
+    nodes = httpx.get(f"{base}/v1/nodes", headers=headers, timeout=10).json()["nodes"]
+    assert sorted(n["name"] for n in nodes) == WEAVIATE
+    assert all(n["status"] == "HEALTHY" for n in nodes)
+    assert httpx.get(f"{base}/v1/nodes", timeout=10).status_code == 401
+    schema = {"class": "Probe", "vectorizer": "none", "replicationConfig": {"factor": 3}}
+    created = httpx.post(f"{base}/v1/schema", json=schema, headers=headers, timeout=30)
+    assert created.status_code == 200, created.text
+    obj = {"class": "Probe", "properties": {"text": "replicated"}, "vector": [0.1, 0.2, 0.3]}
+    put = httpx.post(f"{base}/v1/objects?consistency_level=ALL", json=obj, headers=headers, timeout=30)
+    assert put.status_code == 200, put.text
+    object_id = put.json()["id"]
+    # Each node answers the read from its own replica when asked for consistency ONE on that node.
+    for name in WEAVIATE:
+        url = f"http://{fleet.machines[name].address}:8080/v1/objects/Probe/{object_id}?consistency_level=ALL"
+        got = httpx.get(url, headers=headers, timeout=30)
+        assert got.status_code == 200 and got.json()["properties"]["text"] == "replicated", (name, got.text)
+
+
+def test_prometheus_scrapes_the_cluster(deployment: dict) -> None:
+    fleet = deployment["fleet"]
+    base = f"http://{fleet.machines['monitoring-0'].address}:9090"
+    deadline = time.monotonic() + 60
+    weaviate: list[dict] = []
+    while time.monotonic() < deadline:
+        active = httpx.get(f"{base}/api/v1/targets", timeout=5).json()["data"]["activeTargets"]
+        weaviate = [t for t in active if t["labels"]["job"] == "weaviate"]
+        if len(weaviate) == 3 and all(t["health"] == "up" for t in weaviate):
+            break
+        time.sleep(1)
+    assert len(weaviate) == 3 and all(t["health"] == "up" for t in weaviate), json.dumps(weaviate)[:2000]
+
+
+def test_the_tunnel_carries_traffic_between_every_spoke_and_the_hub(deployment: dict) -> None:
+    fleet = deployment["fleet"]
+    hub = "203.0.113.129"
+    for name in ["monitoring-0", *WEAVIATE]:
+        ping = fleet.ssh(name, f"ping -c 1 -W 3 {hub}")
+        assert ping.returncode == 0, (name, ping.stdout, ping.stderr)
+    peers = fleet.ssh("gpu-0", "wg show wg0 latest-handshakes").stdout.split("\n")
+    assert len([line for line in peers if line.strip() and not line.strip().endswith("\t0")]) == 4, peers
+    # The private key never left the host: the configuration names only public keys.
+    config = Path(fleet.machines["gpu-0"].root / "etc/wireguard/wg0.conf").read_text()
+    private = Path(fleet.machines["gpu-0"].root / "etc/wireguard/private.key").read_text().strip()
+    assert private not in config and config.count("[Peer]") == 4
