@@ -5,7 +5,14 @@ from __future__ import annotations
 import subprocess
 import sys
 
-BENCHES = ["bench.retrieval_quality", "bench.search_latency", "bench.serve_load", "bench.ingest"]
+BENCHES = [
+    "bench.retrieval_quality",
+    "bench.search_latency",
+    "bench.serve_load",
+    "bench.ingest",
+    "bench.lora_tiny",
+    "bench.ct_cycle",
+]
 
 
 def main() -> int:
