@@ -40,7 +40,7 @@ train_app.command()(train.generator)
 app.add_typer(train_app, name="train")
 
 feedback_app = _group("Ratings and corrections people sent from the web page: review them, export approved pairs.")
-for command in (feedback.review, feedback.approve, feedback.reject, feedback.export, feedback.stats):
+for command in (feedback.review, feedback.approve, feedback.reject, feedback.forward, feedback.export, feedback.stats):
     feedback_app.command()(command)
 app.add_typer(feedback_app, name="feedback")
 app.command()(feedback.dashboard)
