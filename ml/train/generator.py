@@ -61,6 +61,9 @@ class GeneratorConfig(BaseModel):
     train_examples: int | None = Field(default=None, ge=1, description="Cap on training examples (None: all).")
     eval_examples: int = Field(default=256, ge=1, description="Dev (eval split) examples scored before and after.")
     seed: int = 13
+    random_weights: bool = Field(
+        default=False, description="Random weights from the base model's config (benchmarks of a 14B shape)."
+    )
     accelerate_config: str | None = Field(default=None, description="The accelerate launch config it is meant for.")
     registered_model: str = "tqa-generator"
     min_eval_loss_reduction: float = Field(
@@ -71,6 +74,8 @@ class GeneratorConfig(BaseModel):
     def _quantized_needs_cuda(self) -> GeneratorConfig:
         if self.quantization != "none" and self.device == "cpu":
             raise ValueError("quantization 4bit (QLoRA) runs on a CUDA device only; set device to cuda or auto")
+        if self.quantization != "none" and self.random_weights:
+            raise ValueError("random_weights cannot be quantized; benchmark QLoRA on a real checkpoint")
         return self
 
     def tiny(self) -> GeneratorConfig:
@@ -219,7 +224,7 @@ def _eval_loss(model: Any, rows: list[dict[str, list[int]]], collate: Any, accel
     return total / max(tokens, 1)
 
 
-def _load_base(config: GeneratorConfig, base: str, device: str) -> tuple[Any, Any]:
+def _load_base(config: GeneratorConfig, base: str, device: str, place: str) -> tuple[Any, Any]:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -240,7 +245,13 @@ def _load_base(config: GeneratorConfig, base: str, device: str) -> tuple[Any, An
         )
     try:
         tokenizer = AutoTokenizer.from_pretrained(base)
-        model = AutoModelForCausalLM.from_pretrained(base, **kwargs)
+        if config.random_weights:
+            from transformers import AutoConfig
+
+            with torch.device(place):  # built on this process's device, not in host memory first
+                model = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(base), dtype=kwargs["dtype"])
+        else:
+            model = AutoModelForCausalLM.from_pretrained(base, **kwargs)
     except OSError as exc:
         raise UserError(
             f"Could not load base model {base!r} ({exc.__class__.__name__}); give a local model directory "
@@ -290,7 +301,7 @@ def train_generator(
 
     accelerator = Accelerator(gradient_accumulation_steps=config.gradient_accumulation, cpu=device == "cpu")
     set_seed(config.seed)
-    model, tokenizer = _load_base(config, base, device)
+    model, tokenizer = _load_base(config, base, device, str(accelerator.device))
     if config.quantization == "4bit":
         from peft import prepare_model_for_kbit_training
 
