@@ -89,6 +89,11 @@ class RAGService:
         self.qa.warm_up()
         self.feedback_store = FeedbackStore(self.settings.feedback_db)
         self.tracer = make_tracer(self.settings, tags=_trace_tags(self.settings))
+        if self.tracer is not None:
+            from ml.feedback.forward import start_forwarder
+
+            # Ratings and reviews reach MLflow as assessments on their query's trace, from the durable outbox.
+            self.forwarder_stop = start_forwarder(self.feedback_store, self.settings.mlflow_tracking_uri)
 
     def __is_ready__(self) -> bool:
         return self.qa.index.client.is_ready()
@@ -116,17 +121,18 @@ class RAGService:
             ABSTENTIONS.inc()
         query_id = new_query_id()
         out = answer.model_dump()
+        cited = _cited(out["sources"], hits)
+        texts = {n: c.text[:EXCERPT_CHARS] for n, c in cited.items()}
+        # The log and the trace keep the cited chunks, so a reviewed correction becomes a dataset pair traceable to
+        # the index.
+        logged = {**out, "excerpts": texts, "cited_chunks": {n: c.id for n, c in cited.items()}}
         trace_id = ""
         if self.tracer is not None:
             try:
-                trace_id = self.tracer.record(query_id, question.strip(), out, started_ns)
+                trace_id = self.tracer.record(query_id, question.strip(), logged, started_ns)
             except Exception:  # a broken query log must not cost the answer; the log says what broke
                 TRACE_ERRORS.inc()
                 logging.getLogger(__name__).exception("Tracing /ask failed")
-        cited = _cited(out["sources"], hits)
-        texts = {n: c.text[:EXCERPT_CHARS] for n, c in cited.items()}
-        # The log keeps the cited chunks, so a reviewed correction becomes a dataset pair traceable to the index.
-        logged = {**out, "excerpts": texts, "cited_chunks": {n: c.id for n, c in cited.items()}}
         self.feedback_store.log_query(query_id, question.strip(), logged, trace_id=trace_id)
         out["query_id"] = query_id
         if excerpts:

@@ -120,4 +120,26 @@ def build_from_index(
         chunks = list(index.iter_chunks())
     corpus["chunks"] = len(chunks)
     say(f"{len(chunks)} chunks read from the index")
-    return build_dataset(chunks, out_dir, corpus, config, paraphrase, say)
+    result = build_dataset(chunks, out_dir, corpus, config, paraphrase, say)
+    return add_feedback(settings, result, config, say)
+
+
+def add_feedback(
+    settings: Settings, result: BuildResult, config: BuildConfig, say: Say = lambda _: None
+) -> BuildResult:
+    """Add the feedback pairs `tqa feedback export` staged to the training split of a built dataset.
+
+    Those that overlap held-out questions or sources stay out (see `ml.dataset.validate.overlaps_held_out`).
+    """
+    from ml.dataset.checks import load_dataset
+    from ml.dataset.versions import add_pairs
+    from ml.index.staging import feedback_buffer, staged_pairs
+
+    staged = [QAPair.model_validate(p) for p in staged_pairs(feedback_buffer(settings.staging_file)).values()]
+    if not staged:
+        return result
+    manifest = add_pairs(result.directory, staged, config)
+    say(f"{len(staged)} feedback pairs staged, {manifest.rejected.get('overlaps_eval', 0)} kept out (overlap eval)")
+    _, splits = load_dataset(result.directory)
+    pairs = sorted([p for ps in splits.values() for p in ps], key=lambda p: p.id)
+    return BuildResult(result.directory, manifest, pairs)

@@ -18,6 +18,7 @@ Category = Literal[
     "issue_resolution",
     "pr_change",
     "user_correction",
+    "rated_answer",
 ]
 Split = Literal["train", "eval"]
 

@@ -124,3 +124,23 @@ def assign_splits(pairs: list[QAPair], eval_fraction: float = 0.2) -> list[QAPai
             is_eval = bucket < eval_fraction * 10_000
         out.append(pair.model_copy(update={"split": "eval" if is_eval else "train"}))
     return out
+
+
+def overlaps_held_out(extra: Iterable[QAPair], evaluation: list[QAPair]) -> tuple[list[QAPair], list[QAPair]]:
+    """Split pairs meant for training (feedback) into those that may train and those that touch held-out data.
+
+    A pair overlaps when its question (normalised) is an eval question, or it is grounded in an eval source: the
+    same chunk, or the same file, commit or thread (its leakage group). Training on it would leak the eval split.
+    """
+    questions = {normalise(p.question) for p in evaluation}
+    chunks = {p.source.chunk_id for p in evaluation}
+    groups = {leakage_group(p) for p in evaluation}
+    kept, dropped = [], []
+    for pair in extra:
+        touches = (
+            normalise(pair.question) in questions
+            or pair.source.chunk_id in chunks
+            or (bool(pair.source.path) and leakage_group(pair) in groups)
+        )
+        (dropped if touches else kept).append(pair)
+    return kept, dropped

@@ -19,17 +19,27 @@ from typing import Any
 from ml.dataset.build import BuildConfig, dataset_hash
 from ml.dataset.checks import SPLIT_FILES, load_dataset, write_jsonl
 from ml.dataset.types import Manifest, QAPair
+from ml.dataset.validate import overlaps_held_out
 
 
 def add_pairs(directory: Path, extra: list[QAPair], config: BuildConfig) -> Manifest:
-    """Add `extra` train pairs (approved corrections) to the dataset in `directory`; rewrites files and manifest.
+    """Add `extra` train pairs (feedback) to the dataset in `directory`; rewrites files and manifest.
 
-    Pairs whose id is already in the dataset are left out, so adding the same corrections twice changes nothing.
+    Pairs whose id is already in the dataset are left out, so adding the same corrections twice changes nothing;
+    pairs that overlap the eval split (its questions or sources) stay out of training and are counted in the
+    manifest's `rejected` as `overlaps_eval`.
     """
     manifest, splits = load_dataset(directory)
     known = {p.id for pairs in splits.values() for p in pairs}
-    new = [p.model_copy(update={"split": "train"}) for p in extra if p.id not in known]
+    fresh, overlapping = overlaps_held_out([p for p in extra if p.id not in known], splits["eval"])
+    new = [p.model_copy(update={"split": "train"}) for p in fresh]
+    rejected = dict(manifest.rejected)
+    if overlapping:
+        rejected["overlaps_eval"] = rejected.get("overlaps_eval", 0) + len(overlapping)
     if not new:
+        if overlapping:
+            manifest = manifest.model_copy(update={"rejected": dict(sorted(rejected.items()))})
+            (directory / "manifest.json").write_text(manifest.model_dump_json(indent=2) + "\n")
         return manifest
     splits["train"] = sorted(splits["train"] + new, key=lambda p: p.id)
     for split, name in SPLIT_FILES.items():
@@ -42,6 +52,7 @@ def add_pairs(directory: Path, extra: list[QAPair], config: BuildConfig) -> Mani
             "records": len(every),
             "counts": counts,
             "by_source_kind": dict(sorted(Counter(p.source.kind for p in every).items())),
+            "rejected": dict(sorted(rejected.items())),
             "files": {n: hashlib.sha256((directory / n).read_bytes()).hexdigest() for n in SPLIT_FILES.values()},
         }
     )

@@ -1,4 +1,8 @@
-"""Approved corrections become QA pairs with their provenance: the query id, the cited source and the review."""
+"""Feedback becomes QA pairs with their provenance: the query id, the cited source and the review.
+
+`trace_pairs` reads them from MLflow (the traces and the assessments the outbox forwarded: what `tqa feedback
+export` writes into the staging buffer); `correction_pairs` reads approved corrections from the local store.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +10,7 @@ import json
 import os
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from ml.dataset.types import QAPair, SourceRef
 from ml.feedback.store import FeedbackStore
@@ -51,9 +56,8 @@ def correction_pairs(store: FeedbackStore) -> list[QAPair]:
     return sorted(pairs, key=lambda p: p.id)
 
 
-def export_pairs(store: FeedbackStore, path: Path) -> int:
-    """Write every approved correction as a JSONL `QAPair` to `path` atomically; returns how many."""
-    pairs = correction_pairs(store)
+def write_pairs(pairs: list[QAPair], path: Path) -> int:
+    """Write `pairs` as JSONL `QAPair`s to `path` atomically; returns how many."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(path.suffix + ".tmp")
     with tmp.open("w") as f:
@@ -63,3 +67,85 @@ def export_pairs(store: FeedbackStore, path: Path) -> int:
         os.fsync(f.fileno())
     os.replace(tmp, path)
     return len(pairs)
+
+
+def export_pairs(store: FeedbackStore, path: Path) -> int:
+    """Write every approved correction in the local store as a JSONL `QAPair` to `path` atomically."""
+    return write_pairs(correction_pairs(store), path)
+
+
+# -- from MLflow: traces with their assessments ----------------------------------------------------------------------
+
+RATED_GENERATOR = "user-rating"
+
+
+def _latest(assessments: list[Any], name: str) -> Any | None:
+    mine = [a for a in assessments if a.name == name and getattr(a, "valid", True) is not False]
+    return max(mine, key=lambda a: a.create_time_ms or 0) if mine else None
+
+
+def pair_from_trace(trace: Any) -> QAPair | None:
+    """The dataset pair a trace's assessments make, or None.
+
+    An approved correction (an `expected_answer` expectation) makes a `user_correction` pair with the reviewed
+    answer; otherwise a thumbs-up (`user_rating` True) on an answer that did not abstain makes a `rated_answer` pair
+    with the answer as given. Both are sourced at the first chunk the answer cited.
+    """
+    from ml.feedback.forward import EXPECTED, RATING
+
+    assessments = list(trace.info.assessments or [])
+    expected, rating = _latest(assessments, EXPECTED), _latest(assessments, RATING)
+    root = next((s for s in trace.data.spans if s.parent_id is None), None) if trace.data else None
+    if root is None or (expected is None and (rating is None or rating.value is not True)):
+        return None
+    inputs, outputs = root.inputs or {}, root.outputs or {}
+    if expected is None and outputs.get("abstained"):
+        return None
+    query_id = trace.info.tags.get("tqa.query_id") or trace.info.trace_id
+    chosen = expected or rating
+    when = datetime.fromtimestamp((chosen.create_time_ms or 0) / 1000, UTC).isoformat(timespec="seconds")
+    cited = outputs.get("cited") or {}
+    return QAPair(
+        id=f"feedback-{query_id}",
+        category="user_correction" if expected is not None else "rated_answer",
+        question=str(inputs.get("question", "")),
+        answer=str(expected.value if expected is not None else outputs.get("answer", "")),
+        context=str(cited.get("context", "")),
+        source=SourceRef(
+            kind="feedback",
+            path=cited.get("path", ""),
+            start_line=cited.get("start_line") or 0,
+            end_line=cited.get("end_line") or 0,
+            symbol=cited.get("symbol") or "",
+            commit=cited.get("commit") or "",
+            url=cited.get("url") or "",
+            chunk_id=cited.get("chunk_id") or f"feedback:{query_id}",
+            date=when,
+        ),
+        generator=GENERATOR if expected is not None else RATED_GENERATOR,
+        created_at=when,
+    )
+
+
+def trace_pairs(tracking_uri: str, experiment: str) -> list[QAPair]:
+    """Pairs from every trace of `experiment` that carries our assessments (`mlflow.search_traces`), sorted by id.
+
+    Raises:
+        UserError: the tracking server does not answer, or has no such experiment.
+    """
+    from ml.errors import UserError
+    from ml.tracking.server import disable_telemetry
+
+    disable_telemetry()
+    import mlflow
+
+    mlflow.set_tracking_uri(tracking_uri)
+    try:
+        found = mlflow.MlflowClient(tracking_uri).get_experiment_by_name(experiment)
+    except Exception as exc:
+        raise UserError(f"MLflow at {tracking_uri} did not answer ({type(exc).__name__}); start it and retry.") from exc
+    if found is None:
+        raise UserError(f"MLflow at {tracking_uri} has no experiment {experiment!r}; no answer was traced there yet.")
+    traces = mlflow.search_traces(locations=[found.experiment_id], return_type="list")
+    pairs = [p for p in (pair_from_trace(t) for t in traces if t.info.assessments) if p is not None]
+    return sorted(pairs, key=lambda p: p.id)

@@ -4,6 +4,10 @@ A rating is acknowledged only after its transaction is committed with `synchrono
 fsync'd before the caller answers 201: a crash (even `kill -9`) right after the answer keeps the row. The query
 log uses `synchronous=NORMAL` on its own connection: a question is not an acknowledged write, and an fsync per
 `/ask` would cost latency for nothing a user was promised.
+
+The same transaction that stores a rating (or a review decision) adds a row to the `outbox`: what
+`ml/feedback/forward.py` still has to attach to the query's MLflow trace as an assessment. A row leaves the pending
+state only once MLflow holds the assessment, so an MLflow outage or a crash delays forwarding and never drops it.
 """
 
 from __future__ import annotations
@@ -54,6 +58,20 @@ CREATE TABLE IF NOT EXISTS feedback (
     reviewed_at REAL
 );
 CREATE INDEX IF NOT EXISTS feedback_review ON feedback (review);
+CREATE TABLE IF NOT EXISTS outbox (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    query_id TEXT NOT NULL,
+    kind TEXT NOT NULL CHECK (kind IN ('rating', 'review')),
+    payload TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    state TEXT NOT NULL DEFAULT 'pending' CHECK (state IN ('pending', 'sent', 'no_trace', 'superseded')),
+    attempts INTEGER NOT NULL DEFAULT 0,
+    next_at REAL NOT NULL,
+    claimed_until REAL NOT NULL DEFAULT 0,
+    sent_at REAL,
+    last_error TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX IF NOT EXISTS outbox_pending ON outbox (state, next_at);
 """
 
 
@@ -190,6 +208,8 @@ class FeedbackStore:
                            reviewed_at = NULL""",
                     (fb.query_id, fb.rating, fb.comment, fb.correction, fb.client, now, now, review),
                 )
+                payload = {"rating": fb.rating, "comment": fb.comment, "correction": fb.correction}
+                self._enqueue(conn, fb.query_id, "rating", {**payload, "client": fb.client}, now)
                 conn.execute("COMMIT")
             except BaseException:
                 conn.execute("ROLLBACK")
@@ -218,7 +238,13 @@ class FeedbackStore:
             out.append(item)
         return out
 
-    def decide(self, query_id: str, decision: Literal["approved", "rejected"], answer: str | None = None) -> None:
+    def decide(
+        self,
+        query_id: str,
+        decision: Literal["approved", "rejected"],
+        answer: str | None = None,
+        reviewer: str = "reviewer",
+    ) -> None:
         """Approve (optionally with an edited answer) or reject a correction waiting for review.
 
         Raises:
@@ -236,14 +262,113 @@ class FeedbackStore:
                 if row is None:
                     raise UserError(f"No correction for {query_id} waits for review; see `tqa feedback review`.")
                 final = (answer if answer is not None else row["correction"]).strip()
+                now = time.time()
+                kept = final if decision == "approved" else ""
                 conn.execute(
                     "UPDATE feedback SET review = ?, reviewed_answer = ?, reviewed_at = ? WHERE query_id = ?",
-                    (decision, final if decision == "approved" else "", time.time(), query_id),
+                    (decision, kept, now, query_id),
+                )
+                self._enqueue(
+                    conn, query_id, "review", {"decision": decision, "answer": kept, "reviewer": reviewer}, now
                 )
                 conn.execute("COMMIT")
             except BaseException:
                 conn.execute("ROLLBACK")
                 raise
+
+    # -- the outbox to MLflow ----------------------------------------------------------------------------------------
+
+    @staticmethod
+    def _enqueue(conn: sqlite3.Connection, query_id: str, kind: str, payload: dict[str, Any], now: float) -> None:
+        conn.execute(
+            "INSERT INTO outbox (query_id, kind, payload, created_at, next_at) VALUES (?, ?, ?, ?, ?)",
+            (query_id, kind, json.dumps(payload, ensure_ascii=False), now, now),
+        )
+
+    def claim(self, limit: int = 50, lease_s: float = 120.0, now: float | None = None) -> list[dict[str, Any]]:
+        """Pending outbox rows that are due, oldest first, leased to this caller for `lease_s` seconds.
+
+        Only the oldest pending row of each query is handed out, so a second rating is forwarded after the first
+        (it replaces it in MLflow too); a lease keeps two forwarders (two service workers) off the same row. A row
+        followed by a newer rating of the same answer is settled as `superseded` unsent: the newer rating replaces
+        it (and the review of it) anyway, so a backlog after an outage costs one forward per answer, not per post.
+        """
+        now = time.time() if now is None else now
+        with self._lock:
+            conn = self._durable
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                conn.execute(
+                    """UPDATE outbox SET state = 'superseded', sent_at = ?
+                       WHERE state = 'pending' AND claimed_until <= ?
+                         AND EXISTS (SELECT 1 FROM outbox n WHERE n.query_id = outbox.query_id
+                                     AND n.kind = 'rating' AND n.id > outbox.id)""",
+                    (now, now),
+                )
+                rows = conn.execute(
+                    """SELECT o.*, q.trace_id, q.created_at AS asked_at FROM outbox o
+                       LEFT JOIN queries q ON q.id = o.query_id
+                       WHERE o.state = 'pending' AND o.next_at <= ? AND o.claimed_until <= ?
+                         AND NOT EXISTS (SELECT 1 FROM outbox p WHERE p.query_id = o.query_id
+                                         AND p.state = 'pending' AND p.id < o.id)
+                       ORDER BY o.id LIMIT ?""",
+                    (now, now, limit),
+                ).fetchall()
+                conn.executemany(
+                    "UPDATE outbox SET claimed_until = ? WHERE id = ?", [(now + lease_s, r["id"]) for r in rows]
+                )
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+        out = []
+        for row in rows:
+            item = dict(row)
+            item["payload"] = json.loads(item["payload"])
+            item["trace_id"] = item["trace_id"] or ""
+            out.append(item)
+        return out
+
+    def settle(self, outbox_id: int, state: Literal["sent", "no_trace"], note: str = "") -> None:
+        """Mark an outbox row done: its assessments are in MLflow, or its answer has no trace to attach them to."""
+        with self._lock:
+            self._durable.execute(
+                "UPDATE outbox SET state = ?, sent_at = ?, claimed_until = 0, last_error = ? WHERE id = ?",
+                (state, time.time(), note, outbox_id),
+            )
+
+    def retry_later(self, outbox_id: int, error: str, max_delay_s: float = 300.0) -> float:
+        """Keep a row pending after a failed attempt; the next try waits 2^attempts seconds (capped). Returns it."""
+        with self._lock:
+            conn = self._durable
+            (attempts,) = conn.execute("SELECT attempts FROM outbox WHERE id = ?", (outbox_id,)).fetchone()
+            delay = min(max_delay_s, float(2 ** min(attempts, 20)))
+            conn.execute(
+                """UPDATE outbox SET attempts = attempts + 1, next_at = ?, claimed_until = 0, last_error = ?
+                   WHERE id = ?""",
+                (time.time() + delay, error[:500], outbox_id),
+            )
+        return delay
+
+    def in_flight(self, now: float | None = None) -> int:
+        """Due pending rows another forwarder holds a lease on (it is sending them right now)."""
+        now = time.time() if now is None else now
+        with self._lock:
+            (n,) = self._durable.execute(
+                "SELECT COUNT(*) FROM outbox WHERE state = 'pending' AND next_at <= ? AND claimed_until > ?", (now, now)
+            ).fetchone()
+        return int(n)
+
+    def outbox_counts(self) -> dict[str, int]:
+        """Outbox rows by state (pending, sent, no_trace, superseded)."""
+        with self._lock:
+            rows = self._durable.execute("SELECT state, COUNT(*) FROM outbox GROUP BY state").fetchall()
+        return {"pending": 0, "sent": 0, "no_trace": 0, "superseded": 0, **dict(rows)}
+
+    def outbox_rows(self, query_id: str) -> list[dict[str, Any]]:
+        with self._lock:
+            rows = self._durable.execute("SELECT * FROM outbox WHERE query_id = ? ORDER BY id", (query_id,)).fetchall()
+        return [dict(r) for r in rows]
 
     # -- numbers for dashboards ------------------------------------------------------------------------------------
 

@@ -30,6 +30,27 @@ STAGES = (
 PREVIEW_CHARS = 1000
 
 
+SOURCE_FIELDS = ("path", "start_line", "end_line", "symbol", "commit", "url", "kind")
+
+
+def cited_source(answer: dict[str, Any]) -> dict[str, Any]:
+    """The first cited source with its chunk id and text (when the answer carries them): what a pair is grounded on.
+
+    `tqa feedback export` builds dataset pairs from traces alone, so the trace keeps what a pair needs.
+    """
+    sources = answer.get("sources", [])
+    if not sources:
+        return {}
+    first = sources[0]
+    n = str(first.get("n", ""))
+    out = {k: first.get(k) for k in SOURCE_FIELDS if first.get(k) is not None}
+    chunk_id = answer.get("cited_chunks", {}).get(n)
+    if chunk_id:
+        out["chunk_id"] = chunk_id
+        out["context"] = answer.get("excerpts", {}).get(n, "")
+    return out
+
+
 class QueryTracer:
     """Writes one MLflow trace per answered question into the `trace_experiment` of the tracking server."""
 
@@ -74,6 +95,7 @@ class QueryTracer:
                 "abstained": bool(answer.get("abstained")),
                 "confidence": answer.get("confidence"),
                 "sources": [s.get("url") or s.get("path") for s in answer.get("sources", [])],
+                "cited": cited_source(answer),
             }
         )
         root.end(end_time_ns=started_ns + max(total_ns, at - started_ns))

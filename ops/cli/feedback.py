@@ -63,16 +63,62 @@ def reject(query_id: Annotated[str, typer.Argument(help="The query id shown by `
     console.print(f"Rejected {query_id}.")
 
 
-def export(
-    path: Annotated[Path | None, typer.Option(help="JSONL file (default: <data dir>/feedback/pairs.jsonl).")] = None,
+def forward(
+    timeout: Annotated[float, typer.Option(help="Stop after this many seconds even if rows are still due.")] = 60.0,
 ) -> None:
-    """Write every approved correction as a QA pair (category user_correction, source kind feedback)."""
-    from ml.feedback.export import export_pairs
+    """Send ratings and reviews waiting in the outbox to MLflow as assessments on their query's trace."""
+    from ml.errors import UserError
+    from ml.feedback.forward import Forwarder
 
-    target = path or Settings().data_dir / "feedback" / "pairs.jsonl"
+    settings = Settings()
     with _store() as store:
-        n = export_pairs(store, target)
-    console.print(f"[green]Wrote[/] {n} pairs to {target}.")
+        forwarder = Forwarder(store, settings.mlflow_tracking_uri)
+        if not forwarder.reachable():
+            raise UserError(f"MLflow at {settings.mlflow_tracking_uri} did not answer; the outbox keeps everything.")
+        counts = forwarder.drain(timeout)
+        counts["pending"] = store.outbox_counts()["pending"]
+    print_json(counts)
+
+
+def export(
+    path: Annotated[Path | None, typer.Option(help="Also write the pairs to this JSONL file.")] = None,
+    local: Annotated[
+        bool, typer.Option("--local", help="Read approved corrections from the local store instead of MLflow.")
+    ] = False,
+) -> None:
+    """Approved corrections and thumbs-up answers, read from MLflow's traces, as dataset pairs in the staging buffer.
+
+    The outbox is forwarded first, so a review just made is part of the export. `tqa dataset build` adds the staged
+    pairs (source kind feedback, id feedback-<query id>) to its training split.
+    """
+    import json
+
+    from ml.errors import UserError
+    from ml.feedback.export import correction_pairs, trace_pairs, write_pairs
+    from ml.feedback.forward import Forwarder
+    from ml.index.staging import append_pairs, feedback_buffer
+
+    settings = Settings()
+    with _store() as store:
+        if local:
+            pairs = correction_pairs(store)
+        else:
+            forwarder = Forwarder(store, settings.mlflow_tracking_uri)
+            if not forwarder.reachable():
+                raise UserError(
+                    f"MLflow at {settings.mlflow_tracking_uri} did not answer; start it (or set "
+                    "TQA_MLFLOW_TRACKING_URI), or pass --local to export approved corrections from the local store."
+                )
+            forwarded = forwarder.drain()
+            if forwarded["retry"]:
+                console.print(f"[yellow]{forwarded['retry']} ratings could not reach MLflow yet; they stay queued.[/]")
+            pairs = trace_pairs(settings.mlflow_tracking_uri, settings.trace_experiment)
+    buffer = feedback_buffer(settings.staging_file)
+    staged = append_pairs(buffer, {p.id.removeprefix("feedback-"): p.model_dump(mode="json") for p in pairs})
+    if path is not None:
+        write_pairs(pairs, path)
+    console.print(f"[green]Staged[/] {len(pairs)} pairs in {buffer} ({staged['written']} new or changed).")
+    print_json(json.loads(json.dumps(staged)))
 
 
 def stats() -> None:

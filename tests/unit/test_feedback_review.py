@@ -11,6 +11,8 @@ from pathlib import Path
 from ml.dataset.types import QAPair
 from ml.feedback.export import correction_pairs
 from ml.feedback.store import FeedbackStore, new_query_id, validate_feedback
+from ml.index.staging import feedback_buffer, staged_pairs
+from tests.support.ports import free_port
 
 ANSWER = {
     "answer": "Adafactor._rms [1]",
@@ -26,8 +28,9 @@ ANSWER = {
 }  # fmt: skip
 
 
-def tqa(data_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TQA_")}
+def tqa(data_dir: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    extra = env or {}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TQA_")} | extra
     return subprocess.run(
         [sys.executable, "-m", "ops.cli", "feedback", *args],
         capture_output=True,
@@ -59,8 +62,13 @@ def test_review_approve_edit_reject_and_export(tmp_path: Path) -> None:
     again = tqa(tmp_path, "approve", c)
     assert again.returncode == 2 and "waits for review" in again.stderr and "Traceback" not in again.stderr
 
-    exported = tqa(tmp_path, "export")
+    nobody = f"http://127.0.0.1:{free_port()}"  # no MLflow listens there
+    down = tqa(tmp_path, "export", env={"TQA_MLFLOW_TRACKING_URI": nobody})
+    assert down.returncode == 2 and "did not answer" in down.stderr and "Traceback" not in down.stderr
+    exported = tqa(tmp_path, "export", "--local", "--path", str(tmp_path / "feedback" / "pairs.jsonl"))
     assert exported.returncode == 0, exported.stderr
+    staged = staged_pairs(feedback_buffer(tmp_path / "staging" / "changes.jsonl"))
+    assert set(staged) == {a, b}
     lines = (tmp_path / "feedback" / "pairs.jsonl").read_text().splitlines()
     pairs = {p.id: p for p in (QAPair.model_validate(json.loads(line)) for line in lines)}
     assert set(pairs) == {f"feedback-{a}", f"feedback-{b}"}, "a rejected correction is never exported"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+import time
 from pathlib import Path
 
 import pytest
@@ -91,3 +92,35 @@ def test_stats_count_questions_abstentions_and_latency(store: FeedbackStore) -> 
     assert stats["questions"] == 4
     assert stats["abstention_rate"] == 0.25
     assert stats["p95_ms"] == 400.0
+
+
+def test_every_rating_and_review_is_queued_for_mlflow_in_the_same_transaction(store: FeedbackStore) -> None:
+    a, b = new_query_id(), new_query_id()
+    for qid in (a, b):
+        store.log_query(qid, "How do I load in 4-bit?", ANSWER)
+    store.record(validate_feedback(a, "down", "short", "Use load_in_4bit."))
+    store.decide(a, "approved", reviewer="maintainer")
+    store.record(validate_feedback(b, "up"))
+    rows = store.outbox_rows(a)
+    assert [(r["kind"], r["state"]) for r in rows] == [("rating", "pending"), ("review", "pending")]
+    # One row per answer at a time, oldest first; a lease keeps a second forwarder off it.
+    first = store.claim()
+    assert [(r["query_id"], r["kind"]) for r in first] == [(a, "rating"), (b, "rating")]
+    assert first[0]["payload"]["comment"] == "short" and first[0]["payload"]["correction"] == "Use load_in_4bit."
+    assert store.claim() == []
+    store.settle(first[0]["id"], "sent")
+    assert store.retry_later(first[1]["id"], "ConnectionError: refused") == 1.0
+    [review] = store.claim()  # the failed row waits out its backoff
+    assert review["kind"] == "review" and review["payload"]["answer"] == "Use load_in_4bit."
+    [retried] = store.claim(now=time.time() + 5)
+    assert retried["id"] == first[1]["id"] and retried["attempts"] == 1 and "refused" in retried["last_error"]
+
+
+def test_a_newer_rating_supersedes_what_was_not_sent_yet(store: FeedbackStore) -> None:
+    qid = new_query_id()
+    store.log_query(qid, "How do I load in 4-bit?", ANSWER)
+    for i in range(3):
+        store.record(validate_feedback(qid, "down", comment=f"post {i}"))
+    [row] = store.claim()
+    assert row["payload"]["comment"] == "post 2"
+    assert store.outbox_counts() == {"pending": 1, "sent": 0, "no_trace": 0, "superseded": 2}
