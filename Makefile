@@ -103,15 +103,15 @@ infra-lint: deps infra-tools ## tofu fmt/validate/test, actionlint + workflow sc
 infra-check: infra-lint ## infra-lint, then the infra tests (role application on a Debian 12 target included)
 	$(BIN)/pytest -q -p no:cacheprovider tests/unit/test_infra_*.py tests/integration/test_infra_*.py
 
-infra-plan: deps ## tofu plan of infra/ with infra/$(ENV).tfvars
-	$(BIN)/tqa infra plan --var-file infra/$(ENV).tfvars
+infra-plan: deps ## tofu plan of environment $(ENV) (its workspace, infra/$(ENV).tfvars and lease)
+	$(BIN)/tqa infra plan $(ENV)
 
-infra-apply: deps ## tofu apply of infra/ with infra/$(ENV).tfvars, then write the Ansible inventory
-	$(BIN)/tqa infra apply --var-file infra/$(ENV).tfvars
+infra-apply: deps ## tofu apply of environment $(ENV), then write its Ansible inventory
+	$(BIN)/tqa infra apply $(ENV)
 	$(BIN)/tqa infra inventory $(ENV)
 
-infra-configure: deps ## Ansible site playbook on ansible/inventory/$(ENV)
-	$(BIN)/tqa infra configure $(ENV)
+infra-configure: deps ## Ansible site playbook on environment $(ENV), secrets from SECRETS=<vault file>
+	$(BIN)/tqa infra configure $(ENV) $(if $(SECRETS),--secrets-file $(SECRETS))
 
 # Releases (ops/release/, ops/load/): HAProxy splits traffic between two `tqa serve` slots, Prometheus feeds the
 # canary analysis, MLflow aliases say which version is staging, canary and production.

@@ -55,7 +55,16 @@ mlflow_app.command("up")(evaluate.mlflow_up)
 app.add_typer(mlflow_app, name="mlflow")
 
 infra_app = _group("Chameleon infrastructure: leases (python-chi), OpenTofu/Terraform, Ansible.")
-for command in (infra.lease, infra.release, infra.plan, infra.apply, infra.destroy, infra.inventory, infra.configure):
+for command in (
+    infra.lease,
+    infra.extend,
+    infra.release,
+    infra.plan,
+    infra.apply,
+    infra.destroy,
+    infra.inventory,
+    infra.configure,
+):
     infra_app.command()(command)
 app.add_typer(infra_app, name="infra")
 

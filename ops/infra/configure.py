@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shlex
 import shutil
 import sys
 import tempfile
@@ -39,6 +40,7 @@ def run_playbook(
     ansible_dir: Path = ANSIBLE_DIR,
     envvars: dict[str, str] | None = None,
     say: Callable[[str], None] = lambda _: None,
+    cmdline: list[str] | None = None,
 ) -> PlaybookResult:
     """Run one playbook of ansible/ with ansible-runner; a failed run raises UserError naming the failed hosts."""
     import ansible_runner
@@ -66,6 +68,7 @@ def run_playbook(
             extravars=extravars or {},
             limit=limit,
             envvars=env,
+            cmdline=" ".join(shlex.quote(arg) for arg in cmdline) if cmdline else None,
             quiet=True,
             event_handler=_event_printer(say),
         )
@@ -109,13 +112,61 @@ def _event_printer(say: Callable[[str], None]) -> Callable[[dict[str, Any]], boo
     return handle
 
 
-def configure(environment: str, playbook: str = "site.yml", limit: str | None = None, **kwargs: Any) -> PlaybookResult:
-    """Apply the site playbook to one environment's inventory (ansible/inventory/<environment>)."""
+def ssh_options(known_hosts: Path, workdir: Path) -> dict[str, str]:
+    """Environment for Ansible's ssh: host keys checked strictly against `known_hosts`, for the jump host too.
+
+    One ssh configuration file carries the settings (`-F`), because ssh hands `-F`, not `-o`, to the ssh it starts
+    for a ProxyJump; the user's own ~/.ssh/config still applies (keys, agent).
+    """
+    if not known_hosts.is_file():
+        raise UserError(
+            f"{known_hosts} does not exist: write every node's host key there (infra/README.md, step 'Host keys'); "
+            "host keys are never accepted unseen."
+        )
+    config = workdir / "ssh_config"
+    user_config = Path.home() / ".ssh" / "config"
+    config.write_text(
+        (f"Include {user_config}\n" if user_config.is_file() else "")
+        + f"Host *\n  UserKnownHostsFile {known_hosts.resolve()}\n  StrictHostKeyChecking yes\n"
+    )
+    return {"ANSIBLE_SSH_ARGS": f"-F {config} -o ControlMaster=auto -o ControlPersist=60s"}
+
+
+def configure(
+    environment: str,
+    playbook: str = "site.yml",
+    limit: str | None = None,
+    secrets_file: Path | None = None,
+    vault_password_file: Path | None = None,
+    known_hosts: Path | None = None,
+    ansible_dir: Path = ANSIBLE_DIR,
+    **kwargs: Any,
+) -> PlaybookResult:
+    """Apply the site playbook to one environment's inventory (ansible/inventory/<environment>), with its secrets
+    (a YAML file, vault-encrypted or not, passed as `-e @file`) and host keys (strictly checked)."""
     if environment not in ENVIRONMENTS:
         raise UserError(f"Unknown environment {environment!r}: use one of {', '.join(ENVIRONMENTS)}.")
-    inventory = ANSIBLE_DIR / "inventory" / environment
+    inventory = ansible_dir / "inventory" / environment
     if not (inventory / "hosts.yml").is_file():
         raise UserError(
             f"{inventory / 'hosts.yml'} does not exist: run `tqa infra apply` then `tqa infra inventory {environment}`."
         )
-    return run_playbook(playbook, inventory, limit=limit, **kwargs)
+    cmdline = []
+    envvars = dict(kwargs.pop("envvars", None) or {})
+    if secrets_file is not None:
+        if not secrets_file.is_file():
+            raise UserError(f"Secrets file {secrets_file} does not exist.")
+        cmdline += ["-e", f"@{secrets_file.resolve()}"]
+        if secrets_file.read_text(errors="ignore").startswith("$ANSIBLE_VAULT;"):
+            from_env = os.environ.get("ANSIBLE_VAULT_PASSWORD_FILE")
+            key_file = vault_password_file or (Path(from_env) if from_env else None)
+            if key_file is None or not key_file.is_file():
+                raise UserError(
+                    f"{secrets_file} is vault-encrypted: pass --vault-password-file or set ANSIBLE_VAULT_PASSWORD_FILE."
+                )
+            envvars["ANSIBLE_VAULT_PASSWORD_FILE"] = str(key_file.resolve())
+    with tempfile.TemporaryDirectory(prefix="tqa-ssh-") as workdir:
+        envvars.update(ssh_options(known_hosts or inventory / "known_hosts", Path(workdir)))
+        return run_playbook(
+            playbook, inventory, limit=limit, ansible_dir=ansible_dir, envvars=envvars, cmdline=cmdline, **kwargs
+        )

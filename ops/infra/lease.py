@@ -194,19 +194,60 @@ def release_lease(lease_ref: str) -> None:
         raise UserError(f"Blazar refused to delete lease {lease_ref!r}: {_blazar_error(exc)}") from exc
 
 
-def write_reservation(info: LeaseInfo, infra_dir: Path) -> Path:
-    """Write the reservation id where Terraform reads it automatically, and the lease beside it for release."""
+def lease_files(infra_dir: Path, environment: str) -> tuple[Path, Path]:
+    """Where one environment's lease is recorded: the Terraform variables file and the lease itself.
+
+    Not `*.auto.tfvars.json`: Terraform would read every environment's file into every plan. `tqa infra plan/apply`
+    pass the file of the environment they touch.
+    """
+    return infra_dir / f"lease-{environment}.tfvars.json", infra_dir / f"lease-{environment}.json"
+
+
+def write_reservation(info: LeaseInfo, infra_dir: Path, environment: str) -> Path:
+    """Record the environment's reservation id for Terraform and the lease beside it for release and extend."""
     if not info.node_reservation_id:
         raise UserError(f"Lease {info.name} has no node reservation; lease GPU nodes with `tqa infra lease`.")
-    tfvars = infra_dir / "lease.auto.tfvars.json"
+    tfvars, record = lease_files(infra_dir, environment)
     tfvars.write_text(json.dumps({"gpu_reservation_id": info.node_reservation_id}, indent=2) + "\n")
-    (infra_dir / "lease.json").write_text(info.model_dump_json(indent=2) + "\n")
+    record.write_text(info.model_dump_json(indent=2) + "\n")
     return tfvars
 
 
-def recorded_lease(infra_dir: Path) -> LeaseInfo:
-    """The lease `tqa infra lease` last wrote, for `tqa infra release` without arguments."""
-    path = infra_dir / "lease.json"
+def recorded_lease(infra_dir: Path, environment: str) -> LeaseInfo:
+    """The lease `tqa infra lease <environment>` last wrote."""
+    _, path = lease_files(infra_dir, environment)
     if not path.is_file():
-        raise UserError(f"No lease recorded in {path}: pass the lease id or name to `tqa infra release`.")
+        raise UserError(
+            f"No lease recorded for {environment} in {path}: lease one with `tqa infra lease {environment}`, "
+            "or pass the lease id or name."
+        )
     return LeaseInfo.model_validate_json(path.read_text())
+
+
+def _end(info: LeaseInfo) -> datetime:
+    return datetime.fromisoformat(info.end_date.replace("Z", "")).replace(tzinfo=UTC)
+
+
+def extend_lease(
+    lease_id: str, hours: float, if_ending_within_h: float | None = None, now: datetime | None = None
+) -> tuple[LeaseInfo, bool]:
+    """Prolong the lease by `hours` (Blazar checks the nodes are free that long); with `if_ending_within_h`, only
+    when it ends sooner than that. Returns the lease as Blazar reports it after, and whether it was extended."""
+    from blazarclient.exception import BlazarClientException
+    from chi.clients import blazar
+
+    client = blazar()
+    with _authenticated():
+        info = _info(client.lease.get(lease_id))
+    left_h = (_end(info) - (now or datetime.now(UTC))).total_seconds() / 3600
+    if if_ending_within_h is not None and left_h > if_ending_within_h:
+        return info, False
+    try:
+        with _authenticated():
+            updated = client.lease.update(lease_id, prolong_for=f"{int(round(hours * 60))}m")
+    except BlazarClientException as exc:
+        raise UserError(
+            f"Blazar refused to extend lease {info.name} by {hours:g} h: {_blazar_error(exc)} (the nodes may be "
+            "reserved by someone else after it ends; lease other nodes and move the environment)."
+        ) from exc
+    return _info(updated), True

@@ -48,12 +48,15 @@ def test_lease_becomes_active_and_reservation_is_written_for_terraform(tmp_path:
     created = leases.create_lease(request)
     seen: list[str] = []
     active = leases.wait_until_active(created.id, timeout_s=30, poll_s=0.01, say=seen.append)
-    tfvars = leases.write_reservation(active, tmp_path)
+    tfvars = leases.write_reservation(active, tmp_path, "staging")
 
     assert active.status == "ACTIVE"
     assert seen[-1] == "lease tqa-staging-gpu: ACTIVE"
     assert json.loads(tfvars.read_text()) == {"gpu_reservation_id": active.node_reservation_id}
-    assert leases.recorded_lease(tmp_path).id == created.id
+    assert leases.recorded_lease(tmp_path, "staging").id == created.id
+    assert tfvars.name == "lease-staging.tfvars.json"
+    with pytest.raises(UserError, match="No lease recorded for canary"):
+        leases.recorded_lease(tmp_path, "canary")
     # What Blazar received is what python-chi builds: a physical:host reservation for two A100 nodes, one FIP.
     (body,) = [b for method, path, b in standin.state.requests if method == "POST" and path.endswith("/leases")]
     hosts = [r for r in body["reservations"] if r["resource_type"] == "physical:host"]
@@ -105,7 +108,8 @@ def test_wrong_credentials_are_one_sentence_before_any_lease(tmp_path: Path, sta
 
     # What the user sees from `tqa infra lease`: the sentence, exit code 2, no traceback.
     env = {k: v for k, v in os.environ.items() if not k.startswith("TQA_")}
-    cli = [sys.executable, "-m", "ops.cli", "infra", "lease", "--cloud", "chi-test", "--clouds-file", str(clouds)]
+    cli = [sys.executable, "-m", "ops.cli", "infra", "lease", "staging", "--cloud", "chi-test"]
+    cli += ["--clouds-file", str(clouds)]
     done = subprocess.run(cli, env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 2, done.stdout + done.stderr
     assert leases.BAD_CREDENTIALS in " ".join(done.stderr.split())
@@ -128,3 +132,33 @@ def test_release_deletes_by_id_and_by_name(tmp_path: Path, standin: StandIn) -> 
 def test_unknown_cloud_is_a_user_error(tmp_path: Path, standin: StandIn) -> None:
     with pytest.raises(UserError, match="Cloud 'chi-nowhere' is not in clouds.yaml"):
         leases.configure_from_clouds_yaml("chi-nowhere", _clouds_yaml(tmp_path, standin))
+
+
+def test_extend_prolongs_only_a_lease_that_ends_soon(tmp_path: Path, standin: StandIn) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    leases.configure_from_clouds_yaml("chi-test", _clouds_yaml(tmp_path, standin))
+    created = leases.create_lease(leases.LeaseRequest(name="tqa-production-gpu", hours=48))
+    end = datetime.fromisoformat(created.end_date).replace(tzinfo=UTC)
+
+    # Two days left, extend only within one: nothing is asked of Blazar.
+    same, extended = leases.extend_lease(created.id, hours=24, if_ending_within_h=24)
+    assert not extended and same.end_date == created.end_date
+    assert not any(method == "PUT" for method, _, _ in standin.state.requests)
+
+    # A day later it ends within 25 h: prolonged by 24 h, through Blazar's update call.
+    later, extended = leases.extend_lease(
+        created.id, hours=24, if_ending_within_h=25, now=datetime.now(UTC) + timedelta(hours=24)
+    )
+    assert extended
+    assert datetime.fromisoformat(later.end_date).replace(tzinfo=UTC) - end == timedelta(hours=24)
+    ((_, path, body),) = [r for r in standin.state.requests if r[0] == "PUT"]
+    assert path.endswith(created.id) and body["end_date"] == (end + timedelta(hours=24)).strftime("%Y-%m-%d %H:%M")
+
+
+def test_extend_refused_by_blazar_says_why(tmp_path: Path, standin: StandIn) -> None:
+    leases.configure_from_clouds_yaml("chi-test", _clouds_yaml(tmp_path, standin))
+    created = leases.create_lease(leases.LeaseRequest(name="tqa-production-gpu"))
+    standin.state.behaviour = Behaviour(refuse_update="Not enough resources available after the lease")
+    with pytest.raises(UserError, match="refused to extend lease tqa-production-gpu by 24 h: .*Not enough resources"):
+        leases.extend_lease(created.id, hours=24)

@@ -33,6 +33,7 @@ class Behaviour:
     polls_until_active: int | None = 2
     end_status: str = "ACTIVE"
     refuse_create: str | None = None
+    refuse_update: str | None = None
 
 
 @dataclass
@@ -132,6 +133,22 @@ def _handler(state: State, standin: StandIn) -> type[BaseHTTPRequestHandler]:
             if self.path.startswith("/reservation/v1/leases/"):
                 return self._show(self.path.rsplit("/", 1)[1])
             self._send(404, {"error": {"code": 404, "message": f"no route {self.path}"}})
+
+        def do_PUT(self) -> None:  # noqa: N802
+            body = self._body() or {}
+            state.requests.append(("PUT", self.path, body))
+            if not self._authorized():
+                return
+            lease = state.leases.get(self.path.rsplit("/", 1)[1]) if "/reservation/v1/leases/" in self.path else None
+            if lease is None:
+                return self._send(404, {"error_code": 404, "error_message": f"no lease at {self.path}"})
+            if state.behaviour.refuse_update:
+                return self._send(409, {"error_code": 409, "error_message": state.behaviour.refuse_update})
+            # blazarclient turns prolong_for into a new end date ("YYYY-MM-DD HH:MM") before it calls Blazar.
+            if "end_date" in body:
+                end = datetime.strptime(body["end_date"], "%Y-%m-%d %H:%M")
+                lease["end_date"] = end.strftime("%Y-%m-%dT%H:%M:00.000000")
+            self._send(200, {"lease": lease})
 
         def do_DELETE(self) -> None:  # noqa: N802
             state.requests.append(("DELETE", self.path, None))

@@ -36,13 +36,13 @@ def test_lease_without_node_reservation_is_not_written(tmp_path: Path) -> None:
         end_date="",
     )
     with pytest.raises(UserError, match="no node reservation"):
-        leases.write_reservation(info, tmp_path)
+        leases.write_reservation(info, tmp_path, "staging")
     assert list(tmp_path.iterdir()) == []
 
 
 def test_release_without_a_recorded_lease_says_what_to_pass(tmp_path: Path) -> None:
     with pytest.raises(UserError, match="pass the lease id or name"):
-        leases.recorded_lease(tmp_path)
+        leases.recorded_lease(tmp_path, "staging")
 
 
 def test_missing_clouds_yaml_is_a_user_error(tmp_path: Path) -> None:
@@ -52,7 +52,25 @@ def test_missing_clouds_yaml_is_a_user_error(tmp_path: Path) -> None:
 
 def test_missing_var_file_is_a_user_error(tmp_path: Path) -> None:
     with pytest.raises(UserError, match="copy infra/sample.tfvars"):
-        InfraRunner(tmp_path / "staging.tfvars", binary=Path("/bin/true"))
+        InfraRunner("staging", infra_dir=tmp_path, binary=Path("/bin/true"))
+
+
+def test_a_var_file_of_another_environment_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "canary.tfvars").write_text('environment = "staging"\nkey_pair = "k"\n')
+    with pytest.raises(UserError, match="is for environment 'staging', not 'canary'"):
+        InfraRunner("canary", infra_dir=tmp_path, binary=Path("/bin/true"))
+
+
+def test_configure_refuses_unseen_host_keys_and_a_vault_without_its_password(tmp_path: Path) -> None:
+    inventory = tmp_path / "inventory" / "staging"
+    inventory.mkdir(parents=True)
+    (inventory / "hosts.yml").write_text("all: {}\n")
+    with pytest.raises(UserError, match="host keys are never accepted unseen"):
+        configure("staging", ansible_dir=tmp_path)
+    vault = tmp_path / "vault.yml"
+    vault.write_text("$ANSIBLE_VAULT;1.1;AES256\n6162\n")
+    with pytest.raises(UserError, match="vault-encrypted: pass --vault-password-file"):
+        configure("staging", ansible_dir=tmp_path, secrets_file=vault, known_hosts=tmp_path / "known_hosts")
 
 
 def test_unknown_environment_and_missing_inventory_are_user_errors() -> None:
