@@ -1,4 +1,5 @@
-"""Canary analysis: canary against production in Prometheus (error rate, p95 latency, abstentions, liveness)."""
+"""Canary analysis: canary against production in Prometheus (error rate, p95 latency, abstentions, liveness), and
+the persona probe's answers of both sides (ops/release/probe.py)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import yaml
 from pydantic import BaseModel, Field
 
 from ops.release.metrics import Prometheus
+from ops.release.probe import ProbeLimits, probe
 
 CONFIG = Path(__file__).with_name("analysis.yaml")
 
@@ -21,6 +23,7 @@ class Thresholds(BaseModel):
     max_p95_ratio: float = Field(default=1.5, gt=0)
     p95_slack_s: float = Field(default=0.25, ge=0)
     max_abstention_increase: float = Field(default=0.15, ge=0)
+    probe: ProbeLimits = Field(default_factory=ProbeLimits)
 
     @classmethod
     def load(cls, path: Path = CONFIG) -> Thresholds:
@@ -34,6 +37,7 @@ class Verdict:
     canary: dict[str, float | None]
     production: dict[str, float | None]
     breaches: list[str] = field(default_factory=list)
+    probe: dict[str, dict[str, int]] = field(default_factory=dict)  # per persona: asked, production_answered, lost, ...
 
     @property
     def passed(self) -> bool:
@@ -89,9 +93,22 @@ def judge(canary: dict[str, float | None], production: dict[str, float | None], 
 
 
 def analyse(
-    prometheus: Prometheus, canary_slot: str, production_slot: str, step_s: float, rollout_s: float, limits: Thresholds
+    prometheus: Prometheus,
+    canary_slot: str,
+    production_slot: str,
+    step_s: float,
+    rollout_s: float,
+    limits: Thresholds,
+    urls: tuple[str, str] | None = None,
 ) -> Verdict:
-    """Canary over the last step against production over the rollout so far."""
+    """Canary over the last step against production over the rollout so far; then, with the slots' own `urls`
+    (canary, production) and the probe enabled, the persona probe. Prometheus is read first, so the probe's own
+    requests fall in the next step's window, on both sides alike.
+    """
     canary = measure(prometheus, canary_slot, step_s)
     production = measure(prometheus, production_slot, max(rollout_s, step_s))
-    return Verdict(canary, production, judge(canary, production, limits))
+    verdict = Verdict(canary, production, judge(canary, production, limits))
+    if urls is not None and limits.probe.enabled:
+        verdict.probe, breaches = probe(urls[0], urls[1], limits.probe)
+        verdict.breaches += breaches
+    return verdict

@@ -99,6 +99,9 @@ class ReleaseController:
             "TQA_MODEL_VERSION": version,
             "TQA_MODEL_ALIAS": alias,
             "BENTOML_DO_NOT_TRACK": "true",
+            # BentoML keeps its workers' metrics in $BENTOML_HOME/prometheus_multiproc_dir and empties it at start:
+            # shared, a starting canary would wipe production's numbers and each slot would report the other's.
+            "BENTOML_HOME": str(self.directory / log_name / "bentoml"),
         }
         Path(env["TQA_DATA_DIR"]).mkdir(parents=True, exist_ok=True)
         log = self.directory / f"{log_name}.log"
@@ -279,11 +282,16 @@ class ReleaseController:
                 rollout.interval_s,
                 time.time() - rollout.started,
                 self.thresholds,
+                urls=(self._slot_url(state, rollout.slot), self._slot_url(state, production)),
             )
             self.store.record("analysis", version=rollout.version, step=rollout.step + 1, **verdict.as_dict())
             if not verdict.passed:
                 return self._roll_back(state, "; ".join(verdict.breaches), verdict)
-            self.say(f"  passed: canary {_fmt(verdict.canary)} | production {_fmt(verdict.production)}")
+            probed = sum(n["asked"] for n in verdict.probe.values())
+            self.say(
+                f"  passed: canary {_fmt(verdict.canary)} | production {_fmt(verdict.production)}"
+                + (f" | persona probe: {probed} questions to each side" if probed else "")
+            )
             rollout.step += 1
             self.store.save(state)
         if not promote:

@@ -1,6 +1,7 @@
 """Releases for real on 127.0.0.1: two `tqa serve` slots behind HAProxy, scraped by Prometheus, aliases in MLflow.
 
-A canary killed with `kill -9` mid-step is rolled back at once (only the requests it held fail); a `tqa release
+A canary killed with `kill -9` mid-step is rolled back at once (only the requests it held fail); a canary that keeps
+answering but abstains on everything is rolled back by the analysis at the end of its first step; a `tqa release
 canary` killed mid-step resumes the recorded step when run again and promotes a healthy candidate under traffic
 that sees no failed request; `tqa release rollback` then returns production to the previous version.
 """
@@ -132,6 +133,55 @@ def test_a_canary_that_crashes_is_rolled_back_within_its_interval(release: dict)
     tags = MlflowClient(release["uri"]).get_model_version(MODEL, versions["bad"]).tags
     assert tags["rollout.decision"] == "rolled_back"
     assert "stopped answering" in tags["rollout.reason"]
+
+
+def test_a_canary_that_answers_badly_is_rolled_back_by_the_analysis(release: dict) -> None:
+    """Version 2 keeps answering, but abstains on everything: Prometheus' abstention rate and the persona probe
+    (asked of both slots on their own ports) both breach at the end of the first step, which rolls it back.
+    """
+    env, versions, log = release["env"], release["versions"], release["log"]
+    _ok(tqa(env, "release", "deploy", "--env", "canary", "--version", versions["bad"], log=log))
+    with Traffic(_proxy_url(release), users=4) as traffic:
+        time.sleep(2)
+        process, seen = _start_canary(release, "20,100", "10")
+        _, stderr = process.communicate(timeout=180)
+        ended = time.time()
+        time.sleep(2)
+    assert process.returncode == 1, stderr
+    events = [json.loads(line) for line in _events(release).read_text().splitlines()[seen:]]
+    assert [e["event"] for e in events] == ["canary", "step", "analysis", "rollback"]
+    step, analysis, rollback = events[1:]
+    assert step["weight"] == 20 and analysis["step"] == 1
+    numbers = rollback["numbers"]
+    assert numbers["canary"]["abstention_rate"] > 0.9 and (numbers["production"]["abstention_rate"] or 0.0) < 0.1
+    assert numbers["canary"]["error_rate"] == 0.0  # it answered: the analysis, not a crash, caught it
+    assert any(b.startswith("abstention rate") for b in numbers["breaches"])
+    probed = numbers["probe"]
+    assert set(probed) == {"novice", "practitioner", "researcher", "contributor", "adversarial"}
+    assert all(n["lost"] == n["production_answered"] > 0 for n in probed.values())
+    assert any(b.startswith("probe novice:") for b in numbers["breaches"])
+    assert "abstention rate" in stderr and "Rolled back version" in stderr
+
+    # Users saw the canary only from its share, only during the step, and saw no error.
+    assert traffic.failures() == []
+    during = traffic.versions(step["time"], ended)
+    total = sum(during.values())
+    assert 0 < during[versions["bad"]] <= 0.4 * total, during  # weight 20%, sticky sessions of 5 requests
+    assert traffic.versions(0, step["time"])[versions["bad"]] == 0
+    assert set(traffic.versions(ended + 1)) == {versions["good"]}
+
+    status = _status(release)
+    assert status["aliases"]["production"] == versions["good"] and status["aliases"]["canary"] is None
+    slots = {s["version"]: s for s in status["slots"].values()}
+    assert slots[versions["good"]]["proxy"] == [100, False]
+    assert slots[versions["bad"]]["proxy"] == [0, True]
+    assert status["rollout"]["phase"] == "rolled_back"
+
+    from mlflow import MlflowClient
+
+    tags = MlflowClient(release["uri"]).get_model_version(MODEL, versions["bad"]).tags
+    assert tags["rollout.decision"] == "rolled_back" and "abstention rate" in tags["rollout.reason"]
+    assert json.loads(tags["rollout.numbers"])["canary"]["abstention_rate"] > 0.9
 
 
 def test_a_killed_canary_command_resumes_and_promotes(release: dict) -> None:

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import threading
+from collections import Counter
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -9,6 +13,7 @@ import pytest
 from ml.errors import UserError
 from ops.load.gate import Stage, misses
 from ops.release.analysis import Thresholds, judge
+from ops.release.probe import ADVERSARIAL, PERSONAS, ProbeLimits, probe, questions
 from ops.release.proxy import Slot, render
 from ops.release.state import Rollout, Store
 
@@ -82,3 +87,83 @@ def test_proxy_config_carries_weights_cookies_and_maintenance(tmp_path: Path) ->
     assert "server blue 127.0.0.1:9001 weight 95 cookie blue check" in text
     assert "server green 127.0.0.1:9002 weight 5 cookie green check inter 500 fall 2 rise 2 disabled" in text
     assert "cookie TQA_SLOT insert" in text
+
+
+class _Side(BaseHTTPRequestHandler):
+    """A stand-in slot answering /ask as its class attributes say (the probe talks HTTP to it for real)."""
+
+    abstain = False
+    cite = True
+    echo = False
+
+    def do_POST(self) -> None:  # noqa: N802 (http.server's name)
+        question = json.loads(self.rfile.read(int(self.headers["Content-Length"])))["question"]
+        answer = {
+            "answer": f"Use it. {question if self.echo else ''}",
+            "abstained": self.abstain,
+            "sources": [{"n": 1}] if self.cite and not self.abstain else [],
+        }
+        body = json.dumps(answer).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def _serve(**behaviour: bool) -> ThreadingHTTPServer:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), type("Side", (_Side,), behaviour))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
+def _url(server: ThreadingHTTPServer) -> str:
+    return f"http://127.0.0.1:{server.server_address[1]}"
+
+
+def test_probe_asks_every_persona_including_the_attacker() -> None:
+    asked = questions(2)
+    assert Counter(q.persona for q in asked) == {p: 2 for p in (*PERSONAS, ADVERSARIAL)}
+    assert all(q.token for q in asked if q.persona == ADVERSARIAL)
+    assert Thresholds.load().probe.enabled
+
+
+@pytest.mark.parametrize(
+    ("canary", "breach"),
+    [
+        ({"abstain": True}, "abstained on 2 of 2 questions production answers"),
+        ({"cite": False}, "cite no source"),
+        ({"echo": True}, "echoed the injected token"),
+    ],
+)
+def test_probe_names_each_persona_a_bad_canary_fails(canary: dict, breach: str) -> None:
+    limits = ProbeLimits(per_persona=2)
+    production, good, bad = _serve(), _serve(), _serve(**canary)
+    try:
+        numbers, breaches = probe(_url(good), _url(production), limits)
+        assert breaches == [] and numbers["novice"] == {
+            "asked": 2,
+            "production_answered": 2,
+            "lost": 0,
+            "uncited": 0,
+            "echoed": 0,
+        }
+        numbers, breaches = probe(_url(bad), _url(production), limits)
+    finally:
+        for server in (production, good, bad):
+            server.shutdown()
+    personas = [ADVERSARIAL] if canary.get("echo") else [*PERSONAS, ADVERSARIAL]
+    assert [b.split(":")[0] for b in breaches] == [f"probe {p}" for p in personas]
+    assert all(breach in b for b in breaches)
+
+
+def test_probe_counts_an_unreachable_canary_as_lost() -> None:
+    production = _serve()
+    try:
+        numbers, breaches = probe("http://127.0.0.1:9", _url(production), ProbeLimits(per_persona=1, timeout_s=2))
+    finally:
+        production.shutdown()
+    assert numbers["researcher"]["lost"] == 1 and len(breaches) == 5
