@@ -213,6 +213,10 @@ def _evaluate_and_register(
     mlflow = connect(settings)
     client = mlflow.MlflowClient()
     client.set_tag(run_id, "tqa.ct", "true")
+    # Every dataset version so far (hash, path, size, what it was built from), beside the one this run evaluated.
+    versions_log = settings.data_dir / "datasets" / "versions.jsonl"
+    if versions_log.is_file():
+        client.log_artifact(run_id, str(versions_log), "datasets")
     if ranker_dir is not None:
         for name in ("ranker.json", "confidence.json"):
             client.log_artifact(run_id, str(ranker_dir / name), "ranker")

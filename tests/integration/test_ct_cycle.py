@@ -186,6 +186,9 @@ def test_cycles_fire_grow_the_dataset_retrain_and_register_through_the_gate(worl
     assert adapter.tags["gate"] in ("accepted", "refused") and adapter.tags["gate.reason"]
     run = client.get_run(second["pipeline"]["run_id"])
     assert run.data.tags["tqa.dataset_hash"] == second["dataset"]["dataset_hash"]
+    logged = client.download_artifacts(run.info.run_id, "datasets/versions.jsonl", str(world["tmp"]))
+    hashes = [json.loads(line)["dataset_hash"] for line in Path(logged).read_text().splitlines()]
+    assert hashes == [first["dataset"]["dataset_hash"], second["dataset"]["dataset_hash"]]
 
     shown, third = _run(world)
     assert shown.returncode == 0 and third["decision"] == "skipped"
