@@ -68,17 +68,20 @@ def extend(
     if_ending_within: Annotated[
         float | None, typer.Option(help="Only extend when the lease ends within this many hours (for a daily job).")
     ] = None,
+    lease_ref: Annotated[
+        str | None, typer.Option(help="Lease id or name (default: the environment's recorded lease).")
+    ] = None,
     cloud: CloudOption = "chi-tacc",
     clouds_file: CloudsFile = None,
 ) -> None:
-    """Prolong the environment's recorded lease before it ends (Chameleon deletes the nodes when it does)."""
+    """Prolong the environment's lease before it ends (Chameleon deletes the nodes when it does)."""
     from ops.infra import lease as leases
     from ops.infra.terraform import _check_environment
 
     _check_environment(environment)
     leases.configure_from_clouds_yaml(cloud, clouds_file)
-    recorded = leases.recorded_lease(INFRA_DIR, environment)
-    info, extended = leases.extend_lease(recorded.id, hours, if_ending_within_h=if_ending_within)
+    lease_id = leases.lease_id(lease_ref) if lease_ref else leases.recorded_lease(INFRA_DIR, environment).id
+    info, extended = leases.extend_lease(lease_id, hours, if_ending_within_h=if_ending_within)
     leases.write_reservation(info, INFRA_DIR, environment)
     if extended:
         _say(environment, f"lease {info.name} extended by {hours:g} h: ends {info.end_date}")
@@ -160,6 +163,7 @@ def configure(
         Path | None,
         typer.Option(help="known_hosts with every node's host key (default: ansible/inventory/<env>/known_hosts)."),
     ] = None,
+    ssh_key: Annotated[Path | None, typer.Option(help="Private key to log in with (default: ssh's own).")] = None,
 ) -> None:
     """Run the Ansible playbook against the environment's inventory, with its secrets and host keys."""
     from ops.infra.configure import configure as run_configure
@@ -171,6 +175,7 @@ def configure(
         secrets_file=secrets_file,
         vault_password_file=vault_password_file,
         known_hosts=known_hosts,
+        ssh_key=ssh_key,
         say=console.print,
     )
     _say(environment, f"[green]{result.status}[/]: {result.total_changed} changes on {len(result.changed)} hosts")

@@ -112,7 +112,7 @@ def _event_printer(say: Callable[[str], None]) -> Callable[[dict[str, Any]], boo
     return handle
 
 
-def ssh_options(known_hosts: Path, workdir: Path) -> dict[str, str]:
+def ssh_options(known_hosts: Path, workdir: Path, ssh_key: Path | None = None) -> dict[str, str]:
     """Environment for Ansible's ssh: host keys checked strictly against `known_hosts`, for the jump host too.
 
     One ssh configuration file carries the settings (`-F`), because ssh hands `-F`, not `-o`, to the ssh it starts
@@ -128,6 +128,7 @@ def ssh_options(known_hosts: Path, workdir: Path) -> dict[str, str]:
     config.write_text(
         (f"Include {user_config}\n" if user_config.is_file() else "")
         + f"Host *\n  UserKnownHostsFile {known_hosts.resolve()}\n  StrictHostKeyChecking yes\n"
+        + (f"  IdentityFile {ssh_key.resolve()}\n  IdentitiesOnly yes\n" if ssh_key else "")
     )
     return {"ANSIBLE_SSH_ARGS": f"-F {config} -o ControlMaster=auto -o ControlPersist=60s"}
 
@@ -139,6 +140,7 @@ def configure(
     secrets_file: Path | None = None,
     vault_password_file: Path | None = None,
     known_hosts: Path | None = None,
+    ssh_key: Path | None = None,
     ansible_dir: Path = ANSIBLE_DIR,
     **kwargs: Any,
 ) -> PlaybookResult:
@@ -166,7 +168,9 @@ def configure(
                 )
             envvars["ANSIBLE_VAULT_PASSWORD_FILE"] = str(key_file.resolve())
     with tempfile.TemporaryDirectory(prefix="tqa-ssh-") as workdir:
-        envvars.update(ssh_options(known_hosts or inventory / "known_hosts", Path(workdir)))
+        if ssh_key is not None and not ssh_key.is_file():
+            raise UserError(f"SSH key {ssh_key} does not exist.")
+        envvars.update(ssh_options(known_hosts or inventory / "known_hosts", Path(workdir), ssh_key))
         return run_playbook(
             playbook, inventory, limit=limit, ansible_dir=ansible_dir, envvars=envvars, cmdline=cmdline, **kwargs
         )

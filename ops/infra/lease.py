@@ -178,6 +178,18 @@ def wait_until_active(
         time.sleep(poll_s)
 
 
+def lease_id(lease_ref: str) -> str:
+    """The id of a lease given by id or name (python-chi resolves names)."""
+    from chi import lease as chi_lease
+    from chi.exception import CHIValueError
+
+    try:
+        with _authenticated():
+            return chi_lease.get_lease(lease_ref).id
+    except CHIValueError as exc:
+        raise UserError(f"No lease {lease_ref!r} found: pass a lease id or name.") from exc
+
+
 def release_lease(lease_ref: str) -> None:
     """Delete a lease by id or name (python-chi resolves names)."""
     from blazarclient.exception import BlazarClientException
