@@ -433,9 +433,11 @@ def train_generator(
             tokens_seen / max(sum(step_times), 1e-9),
             peak,
         )
+        # Gathered on every process: under FSDP the full state dict is a collective.
+        state_dict = accelerator.get_state_dict(model)
         if accelerator.is_main_process:
             unwrapped = accelerator.unwrap_model(model)
-            unwrapped.save_pretrained(adapter_dir, save_embedding_layers=False)
+            unwrapped.save_pretrained(adapter_dir, state_dict=state_dict, save_embedding_layers=False)
             tokenizer.save_pretrained(adapter_dir)
             (adapter_dir / "tqa_training.json").write_text(
                 json.dumps({"base_model": base, "dataset_hash": dataset_hash, "seed": config.seed}, indent=2)
