@@ -140,3 +140,14 @@ def test_a_corrupt_adapter_registers_nothing(mlflow_server: MlflowServer, tmp_pa
 
     with pytest.raises(MlflowException):
         _client(mlflow_server).get_registered_model("tqa-corrupt")
+
+
+@pytest.mark.gpu
+def test_the_tiny_run_trains_on_a_gpu_and_reports_its_memory(tiny_model: Path, dataset: Path, tmp_path: Path) -> None:
+    from ml.train.generator import load_config, train_generator
+
+    config = load_config(CONFIG).model_copy(update={"device": "cuda", "dtype": "bfloat16", "max_steps": 12})
+    result = train_generator(Settings(), config, dataset, tmp_path / "out", base_model=str(tiny_model), track=False)
+    assert sum(result.losses[-3:]) < sum(result.losses[:3])
+    assert result.peak_memory_gb is not None and result.peak_memory_gb > 0
+    assert result.tokens_per_s > 0
