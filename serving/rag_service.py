@@ -43,6 +43,17 @@ ABSTENTIONS = bentoml.metrics.Counter(name="tqa_abstentions", documentation="Que
 FEEDBACK = bentoml.metrics.Counter(
     name="tqa_feedback", documentation="Ratings recorded durably, by rating.", labelnames=["rating"]
 )
+OUTBOX_PENDING = bentoml.metrics.Gauge(
+    name="tqa_feedback_outbox_pending", documentation="Ratings and reviews not yet attached to their MLflow trace."
+)
+FORWARDED = bentoml.metrics.Counter(
+    name="tqa_feedback_forwarded",
+    documentation="Outbox rows forwarded to MLflow, by outcome (sent, retry, no_trace).",
+    labelnames=["outcome"],
+)
+MLFLOW_DOWN = bentoml.metrics.Gauge(
+    name="tqa_feedback_mlflow_down", documentation="1 while the tracking server does not answer the forwarder."
+)
 TRACE_ERRORS = bentoml.metrics.Counter(name="tqa_trace_errors", documentation="Answers whose trace failed.")
 EXCERPT_CHARS = 1500
 
@@ -93,7 +104,16 @@ class RAGService:
             from ml.feedback.forward import start_forwarder
 
             # Ratings and reviews reach MLflow as assessments on their query's trace, from the durable outbox.
-            self.forwarder_stop = start_forwarder(self.feedback_store, self.settings.mlflow_tracking_uri)
+            self.forwarder_stop = start_forwarder(
+                self.feedback_store, self.settings.mlflow_tracking_uri, on_cycle=self._outbox_metrics
+            )
+
+    def _outbox_metrics(self, counts: dict[str, int]) -> None:
+        for outcome in ("sent", "retry", "no_trace"):
+            if counts.get(outcome):
+                FORWARDED.labels(outcome=outcome).inc(counts[outcome])
+        OUTBOX_PENDING.set(self.feedback_store.outbox_counts()["pending"])
+        MLFLOW_DOWN.set(counts.get("down", 0))
 
     def __is_ready__(self) -> bool:
         return self.qa.index.client.is_ready()

@@ -69,11 +69,6 @@ def write_pairs(pairs: list[QAPair], path: Path) -> int:
     return len(pairs)
 
 
-def export_pairs(store: FeedbackStore, path: Path) -> int:
-    """Write every approved correction in the local store as a JSONL `QAPair` to `path` atomically."""
-    return write_pairs(correction_pairs(store), path)
-
-
 # -- from MLflow: traces with their assessments ----------------------------------------------------------------------
 
 RATED_GENERATOR = "user-rating"

@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 from ml.feedback.store import FeedbackStore
@@ -153,11 +154,19 @@ class Forwarder:
         for old in stale:
             self.client.delete_assessment(trace_id, old.assessment_id)
 
-    def run(self, stop: threading.Event, idle_s: float = 2.0) -> None:
-        """Forward until `stop` is set; polls every `idle_s` seconds when nothing was due."""
+    def run(
+        self,
+        stop: threading.Event,
+        idle_s: float = 2.0,
+        on_cycle: Callable[[dict[str, int]], None] | None = None,
+    ) -> None:
+        """Forward until `stop` is set; polls every `idle_s` seconds when nothing was due. `on_cycle` gets each
+        cycle's counts (the service turns them into metrics)."""
         while not stop.is_set():
             try:
                 counts = self.forward_once()
+                if on_cycle is not None:
+                    on_cycle(counts)
             except Exception:  # the store itself failed (disk full?): say so, keep the thread alive, try again
                 log.exception("Forwarding feedback to MLflow failed")
                 counts = {}
@@ -165,9 +174,14 @@ class Forwarder:
                 stop.wait(idle_s)
 
 
-def start_forwarder(store: FeedbackStore, tracking_uri: str) -> threading.Event:
+def start_forwarder(
+    store: FeedbackStore, tracking_uri: str, on_cycle: Callable[[dict[str, int]], None] | None = None
+) -> threading.Event:
     """Run a `Forwarder` on a daemon thread; set the returned event to stop it."""
     stop = threading.Event()
     forwarder = Forwarder(store, tracking_uri)
-    threading.Thread(target=forwarder.run, args=(stop,), name="tqa-feedback-forward", daemon=True).start()
+    thread = threading.Thread(
+        target=forwarder.run, args=(stop, 2.0, on_cycle), name="tqa-feedback-forward", daemon=True
+    )
+    thread.start()
     return stop

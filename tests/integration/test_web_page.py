@@ -4,16 +4,23 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
+import subprocess
+import sys
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
 import pytest
 
 from ml.dataset.checks import traceability_problems
-from ml.feedback.export import correction_pairs
+from ml.dataset.types import QAPair
 from ml.feedback.store import FeedbackStore, new_query_id
+from ml.index.staging import feedback_buffer, staged_pairs
+from ml.net import wait_until_ready
+from ml.settings import Settings
 from ml.tracking.server import MlflowServer
 from tests.integration.conftest import Indexed
 from tests.support.browser import chromium
@@ -97,7 +104,32 @@ def test_page_and_assets_are_served_locally_with_a_strict_policy(served: Served)
     assert httpx.get(served.url + "/readyz").status_code == 200
 
 
-def test_ask_cite_thumbs_down_with_a_correction(served: Served, browser, indexed: Indexed, tmp_path: Path) -> None:
+@contextmanager
+def dashboard(settings: Settings, mlflow_server: MlflowServer, log_dir: Path) -> Iterator[str]:
+    """`tqa dashboard` (Streamlit) as a child process over the test's data dir; yields its URL."""
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TQA_")}
+    env.update(TQA_DATA_DIR=str(settings.data_dir), TQA_MLFLOW_TRACKING_URI=mlflow_server.uri)
+    with (log_dir / "dashboard.log").open("w") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "ops.cli", "dashboard", "--port", str(port)],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        url = f"http://127.0.0.1:{port}"
+        wait_until_ready(f"{url}/_stcore/health", 120, proc, log_dir / "dashboard.log")
+        yield url
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=30)
+
+
+def test_ask_cite_thumbs_down_with_a_correction(
+    served: Served, browser, indexed: Indexed, mlflow_server: MlflowServer, tmp_path: Path
+) -> None:
     from selenium.webdriver.common.by import By
     from selenium.webdriver.common.keys import Keys
     from selenium.webdriver.support.ui import WebDriverWait
@@ -139,11 +171,34 @@ def test_ask_cite_thumbs_down_with_a_correction(served: Served, browser, indexed
     assert queued["question"] == QUESTION
     assert queued["correction"] == "LlamaRMSNorm scales by the root mean square."
 
-    # A reviewer approves it; the exported pair traces back to the chunk the answer cited in the index.
-    with FeedbackStore(indexed.settings.feedback_db) as store:
-        store.decide(query_id, "approved")
-        [pair] = [p for p in correction_pairs(store) if p.id == f"feedback-{query_id}"]
+    # A maintainer sees it in the dashboard's review queue and approves it there.
+    with dashboard(indexed.settings, mlflow_server, tmp_path) as url:
+        browser.get(url)
+        WebDriverWait(browser, 60).until(
+            lambda d: [t for t in d.find_elements(By.CSS_SELECTOR, "[role=tab]") if "Review queue" in t.text]
+        )
+        [tab] = [t for t in browser.find_elements(By.CSS_SELECTOR, "[role=tab]") if "Review queue" in t.text]
+        tab.click()
+        approve = WebDriverWait(browser, 30).until(
+            lambda d: d.find_element(By.CSS_SELECTOR, f".st-key-approve-{query_id} button")
+        )
+        assert QUESTION in browser.find_element(By.TAG_NAME, "body").text, "the queue shows the question"
+        _shot(browser, tmp_path, "review-queue")
+        approve.click()
+        with FeedbackStore(indexed.settings.feedback_db) as store:
+            WebDriverWait(browser, 30).until(lambda d: store.feedback(query_id)["review"] == "approved")
+
+    # `tqa feedback export` forwards the review to MLflow, reads the trace's assessments back and stages the pair,
+    # which traces back to the chunk the answer cited in the index.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TQA_")}
+    env.update(TQA_DATA_DIR=str(indexed.settings.data_dir), TQA_MLFLOW_TRACKING_URI=mlflow_server.uri)
+    done = subprocess.run(
+        [sys.executable, "-m", "ops.cli", "feedback", "export"], env=env, capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr
+    pair = QAPair.model_validate(staged_pairs(feedback_buffer(indexed.settings.staging_file))[query_id])
     assert pair.answer == "LlamaRMSNorm scales by the root mean square." and pair.source.kind == "feedback"
+    assert pair.id == f"feedback-{query_id}" and pair.question == QUESTION
     assert traceability_problems([pair], indexed.index.iter_chunks()) == []
 
 
@@ -228,6 +283,17 @@ def test_answers_and_feedback_keep_working_when_mlflow_stops(served: Served, mlf
         assert response.status_code == 200
     rated = httpx.post(f"{served.url}/feedback", json={"query_id": response.json()["query_id"], "rating": "up"})
     assert rated.status_code == 201
+    # The rating waits in the outbox for MLflow, and the metrics say so.
+    import re
+    import time
+
+    deadline, metrics = time.monotonic() + 60, ""
+    while time.monotonic() < deadline and not re.search(r"^tqa_feedback_mlflow_down\S* 1\.0$", metrics, re.M):
+        time.sleep(1)
+        metrics = httpx.get(f"{served.url}/metrics").text
+    assert re.search(r"^tqa_feedback_mlflow_down\S* 1\.0$", metrics, re.M), "the forwarder notices MLflow is down"
+    pending = [float(v) for v in re.findall(r"^tqa_feedback_outbox_pending\S* (\S+)$", metrics, re.M)]
+    assert pending and max(pending) >= 1
 
 
 def test_every_dashboard_query_returns_data_from_a_real_prometheus(served: Served, tmp_path: Path) -> None:
