@@ -72,6 +72,7 @@ CREATE TABLE IF NOT EXISTS outbox (
     last_error TEXT NOT NULL DEFAULT ''
 );
 CREATE INDEX IF NOT EXISTS outbox_pending ON outbox (state, next_at);
+CREATE INDEX IF NOT EXISTS outbox_query ON outbox (query_id, id);
 """
 
 
