@@ -176,9 +176,12 @@ class ExtractiveAnswerer:
             if sentence:
                 body.append(f"{sentence} [1]")
         code_room = max(0, budget - len(body))
-        code = self._best_code_lines(
-            _body(first), q, limit=code_room, exclude=shown + "\n".join(body), code_only=kind == "error"
-        )
+        if kind in ("error", "howto", "default") or first.kind not in CODE_KINDS:
+            code = self._best_code_lines(
+                _body(first), q, limit=code_room, exclude=shown + "\n".join(body), code_only=kind == "error"
+            )
+        else:
+            code = self._code_window(_body(first), q, code_room, exclude=shown + "\n".join(body))
         body.extend(f"    {line} [1]" for line in code)
         lines = lead + body
         for n in see_also:
@@ -320,6 +323,32 @@ class ExtractiveAnswerer:
                 best, best_score = sentence, score
         return best[:300] + ("..." if len(best) > 300 else "")
 
+    def _code_window(self, text: str, q: set[str], limit: int, exclude: str = "") -> list[str]:
+        """The `limit` consecutive statements of a function or class that share most words with the question: what
+        it does reads in order (the lines around a matching one hold the names it works with), docstrings left out."""
+        if limit <= 0:
+            return []
+        in_doc = _docstring_lines(text)
+        risky = _risky(text)
+        lines = []
+        for i, line in enumerate(text.splitlines()):
+            stripped = line.strip()
+            if (
+                not stripped
+                or i in in_doc
+                or stripped.startswith(("#", "@"))
+                or (risky and INSTRUCTION_LIKE.search(stripped))
+                or stripped.rstrip(":")[:160] in exclude
+            ):
+                continue
+            lines.append((len(q & _stems(stripped)), stripped[:160]))
+        if not lines:
+            return []
+        scores = [w for w, _ in lines]
+        start = max(range(max(1, len(lines) - limit + 1)), key=lambda i: (sum(scores[i : i + limit]), -i))
+        window = lines[start : start + limit]
+        return [f"`{line}`" for _, line in window] if sum(w for w, _ in window) else []
+
     def _best_code_lines(
         self, text: str, q: set[str], limit: int, exclude: str = "", code_only: bool = False
     ) -> list[str]:
@@ -353,6 +382,7 @@ class ExtractiveAnswerer:
         return [f"`{line}`" for _, _, line in scored[:limit]]
 
 
+CODE_KINDS = frozenset({"function", "method", "class"})
 _STATEMENT = re.compile(r"^(return|if|elif|for|while|raise)\b|[^=!<>]=[^=]|\w\(")
 _QUOTES = ('"""', "'''")
 

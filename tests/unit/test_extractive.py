@@ -216,3 +216,30 @@ def test_a_lower_hits_example_does_not_lead_over_the_top_hit_for_a_how_to() -> N
     lead = answer.answer.splitlines()[:2]
     assert all(line.endswith("[1]") for line in lead), answer.answer
     assert "load_in_4bit=True" in answer.answer and "BitModel" not in "\n".join(lead)
+
+
+def test_how_something_works_quotes_consecutive_statements_around_the_match() -> None:
+    init = Chunk(
+        id="3",
+        kind="method",
+        path="transformers/models/gpt2/modeling_gpt2.py",
+        start_line=432,
+        end_line=449,
+        symbol="GPT2PreTrainedModel._init_weights",
+        url="u",
+        text='def _init_weights(self, module):\n    """Reinitialize weights: residual projections scaled by depth."""\n'
+        "    super()._init_weights(module)\n    if isinstance(module, (GPT2Attention, GPT2MLP)):\n"
+        '        for name, p in module.named_parameters():\n            if name == "c_proj.weight":\n'
+        "                std = self.config.initializer_range / math.sqrt(2 * self.config.n_layer)\n"
+        "                init.normal_(p, mean=0.0, std=std)\n    elif isinstance(module, nn.Embedding):\n"
+        "        init.normal_(module.weight)\n",
+    )
+    answer = ExtractiveAnswerer(threshold=0.0).answer(
+        "Where does GPT-2 scale the residual projection weights by depth?", [Hit(chunk=init, score=1.0, dense=0.6)]
+    )
+    code = [line.strip() for line in answer.answer.splitlines() if line.startswith("    `")]
+    # The lines read in the function's order, the loop and the scaled std together, the docstring left out.
+    assert any("c_proj.weight" in line for line in code) and any("n_layer" in line for line in code)
+    order = [next(i for i, line in enumerate(code) if key in line) for key in ("named_parameters", "n_layer")]
+    assert order == sorted(order)
+    assert not any("Reinitialize" in line for line in code)
