@@ -115,6 +115,15 @@ def run_cycle(settings: Settings, config: CTConfig, *, force: bool = False, say:
     if generator:
         report["generator"] = _train_generator(settings, config, dataset_dir, say)
         lap("generator")
+        if report["generator"]["accepted"]:
+            # The pipeline version of this cycle names the adapter its runner is to serve (TQA_RUNNER_ADAPTER).
+            from mlflow import MlflowClient
+
+            uri = f"models:/{report['generator']['model']}/{report['generator']['version']}"
+            MlflowClient(settings.mlflow_tracking_uri).set_model_version_tag(
+                report["pipeline"]["model"], report["pipeline"]["version"], "tqa.generator_adapter", uri
+            )
+            report["generator"]["adapter_uri"] = uri
     accepted = report["pipeline"]["accepted"]
     report["canary"] = (
         hand_to_canary(settings, config.release, report["pipeline"]["version"], say)
