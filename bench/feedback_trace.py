@@ -1,21 +1,28 @@
 """The people's side under load: /ask throughput with MLflow query tracing off and on, and feedback durability.
 
-Builds the mini corpus index in a temporary data dir, starts a real MLflow server and `tqa serve` (once with
-TQA_TRACING=false, once with true), drives 8 concurrent clients, then posts ratings as fast as 8 clients can and
-`kill -9`s the server right after the last acknowledgement, and counts acknowledged ratings missing from the store.
+Builds the mini corpus index in a temporary data dir, starts a real MLflow server and `tqa serve` (twice each with
+TQA_TRACING=false and true), and drives 8 concurrent clients with `bench.serve_load.load`. Then, tracing on, it posts
+ratings at a paced 200/s, stops MLflow for a minute in the middle of the run, and `kill -9`s the server while posts
+are still in flight. Every acknowledged (201) post must be in the store: each has its own outbox row, so the check is
+per post, not per answer. A restarted server then forwards the outbox; MLflow must end up holding, for every rated
+answer, the assessment of its last acknowledged rating.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
+import os
 import tempfile
+import threading
 import time
 from pathlib import Path
 
 import httpx
 
 from bench.common import machine, percentile
+from bench.serve_load import load
 from ml.eval.retrieval import dev_queries, out_of_scope_questions
 from ml.feedback.store import FeedbackStore
 from ml.index.embed import Embedder
@@ -26,60 +33,135 @@ from ml.settings import Settings
 from ml.tracking.server import MlflowServer
 from tests.support.corpus import make_mini_corpus
 from tests.support.ports import free_port
-from tests.support.serve import start_service
+from tests.support.serve import Served, start_service
+
+# The doors' per-client rate limit would turn a one-host load test into 429s; the bench measures the service.
+NO_RATE_LIMIT = {"TQA_RATE_LIMIT_PER_MINUTE": "100000000", "TQA_RATE_LIMIT_BURST": "100000"}
 
 
-async def ask_load(url: str, questions: list[str], clients: int, seconds: float) -> dict[str, float]:
-    latencies: list[float] = []
-    errors = 0
-    deadline = time.monotonic() + seconds
+def group_cpu_seconds(pgid: int) -> float:
+    """User + system CPU seconds of the live processes in process group `pgid` (a server and its workers)."""
+    total = 0.0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == pgid:
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
 
-    async def client(worker: int, http: httpx.AsyncClient) -> None:
-        nonlocal errors
-        i = worker
-        while time.monotonic() < deadline:
-            started = time.perf_counter()
-            response = await http.post(f"{url}/ask", json={"question": questions[i % len(questions)]})
-            if response.status_code == 200:
-                latencies.append((time.perf_counter() - started) * 1000)
-            else:
-                errors += 1
-            i += clients
 
+async def paced_feedback(
+    url: str, query_ids: list[str], rate: float, clients: int, stop: threading.Event
+) -> tuple[list[tuple[int, str]], int, int]:
+    """Post ratings at `rate`/s until `stop` is set; returns the acknowledged (post number, query id), posts sent,
+    and posts that failed (non-201 or a broken connection, as the kill makes them)."""
+    acked: list[tuple[int, str]] = []
+    sent = failed = 0
     started = time.monotonic()
-    async with httpx.AsyncClient(timeout=30) as http:
-        await asyncio.gather(*(client(w, http) for w in range(clients)))
-    elapsed = time.monotonic() - started
-    return {
-        "answers": len(latencies),
-        "errors": errors,
-        "per_s": len(latencies) / elapsed,
-        "p50": percentile(latencies, 50),
-        "p95": percentile(latencies, 95),
-    }
-
-
-async def feedback_burst(url: str, query_ids: list[str], clients: int, total: int) -> tuple[dict[str, str], float]:
-    """Post `total` ratings; returns query id -> the comment of its last acknowledged rating, and ratings/s."""
-    acked: dict[str, list[tuple[float, str]]] = {}
-    sent = 0
 
     async def client(http: httpx.AsyncClient) -> None:
-        nonlocal sent
-        while sent < total:
-            sent += 1
+        nonlocal sent, failed
+        while not stop.is_set():
             i = sent
+            sent += 1
+            delay = started + i / rate - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
             qid = query_ids[i % len(query_ids)]
-            body = {"query_id": qid, "rating": "down", "comment": f"post {i}", "correction": f"answer {i}"}
-            response = await http.post(f"{url}/feedback", json=body)
+            body = {"query_id": qid, "rating": "down" if i % 3 else "up", "comment": f"post {i}"}
+            if i % 5 == 0:
+                body["correction"] = f"answer {i}"
+            try:
+                response = await http.post(f"{url}/feedback", json=body)
+            except httpx.HTTPError:
+                failed += 1
+                continue
             if response.status_code == 201:
-                acked.setdefault(qid, []).append((response.json()["recorded_at"], f"post {i}"))
+                acked.append((i, qid))
+            else:
+                failed += 1
 
-    started = time.monotonic()
     async with httpx.AsyncClient(timeout=30) as http:
         await asyncio.gather(*(client(http) for _ in range(clients)))
-    rate = total / (time.monotonic() - started)
-    return {qid: max(v)[1] for qid, v in acked.items()}, rate
+    return acked, sent, failed
+
+
+def durability(
+    settings: Settings, base: Path, mlflow: MlflowServer, questions: list[str], args: argparse.Namespace
+) -> None:
+    """Paced ratings, MLflow stopped for `args.outage` s in the middle, kill -9 under load; then count losses."""
+    env = {"TQA_TRACING": "true", "TQA_MLFLOW_TRACKING_URI": mlflow.uri, **NO_RATE_LIMIT}
+    served: Served = start_service(settings, base, **env)
+    ids = [httpx.post(f"{served.url}/ask", json={"question": q}).json()["query_id"] for q in questions[:50]]
+    time.sleep(3)  # the traces of these answers are exported in the background
+    stop, outage = threading.Event(), {}
+
+    def outage_window() -> None:
+        time.sleep(args.outage_at)
+        mlflow.stop()
+        outage["stopped"] = time.monotonic()
+        time.sleep(args.outage)
+        mlflow.start()
+        outage["back"] = time.monotonic()
+
+    def kill() -> None:
+        time.sleep(args.feedback_seconds)
+        served.kill9()  # under load: posts are in flight
+        stop.set()
+
+    timers = [threading.Thread(target=outage_window), threading.Thread(target=kill)]
+    began = time.monotonic()
+    for timer in timers:
+        timer.start()
+    acked, sent, failed = asyncio.run(paced_feedback(served.url, ids, args.rate, args.feedback_clients, stop))
+    for timer in timers:
+        timer.join()
+    elapsed = time.monotonic() - began
+    print(
+        f"  feedback: {sent} posts in {elapsed:.0f} s ({len(acked) / elapsed:.0f} acknowledged/s, target "
+        f"{args.rate:.0f}/s, {args.feedback_clients} clients); MLflow down {outage['back'] - outage['stopped']:.0f} s "
+        f"from t={args.outage_at:.0f} s (restart included); "
+        f"kill -9 under load ({failed} posts failed or cut off, never acknowledged)"
+    )
+    with FeedbackStore(settings.feedback_db) as store:
+        rows = store._durable.execute("SELECT query_id, payload FROM outbox WHERE kind = 'rating'").fetchall()
+        stored = {(r["query_id"], json.loads(r["payload"])["comment"]) for r in rows}
+        lost = [i for i, qid in acked if (qid, f"post {i}") not in stored]
+        last = {qid: max(i for i, q in acked if q == qid) for qid in {q for _, q in acked}}
+        wrong = [qid for qid, i in last.items() if (store.feedback(qid) or {}).get("comment") != f"post {i}"]
+        counts = store.outbox_counts()
+    print(
+        f"  after kill -9: {len(lost)} of {len(acked)} acknowledged posts lost; {len(wrong)} of {len(last)} answers "
+        f"without their last acknowledged rating; outbox {counts}"
+    )
+    restarted = start_service(settings, base, **env)
+    try:
+        began = time.monotonic()
+        with FeedbackStore(settings.feedback_db) as store:
+            while store.outbox_counts()["pending"] and time.monotonic() - began < args.drain_timeout:
+                time.sleep(1)
+            counts = store.outbox_counts()
+            latest = {
+                r["query_id"]: r["id"]
+                for r in store._durable.execute(
+                    "SELECT query_id, MAX(id) AS id FROM outbox WHERE kind = 'rating' GROUP BY query_id"
+                )
+            }
+            traces = {qid: store.query(qid)["trace_id"] for qid in latest}
+        print(f"  restarted server forwarded the outbox in {time.monotonic() - began:.0f} s: {counts}")
+        from mlflow.tracing.client import TracingClient
+
+        client = TracingClient(mlflow.uri)
+        behind = 0
+        for qid, row_id in latest.items():
+            ratings = [a for a in client.get_trace_info(traces[qid]).assessments or [] if a.name == "user_rating"]
+            if [a.metadata.get("tqa.outbox") for a in ratings] != [str(row_id)]:
+                behind += 1
+        print(f"  MLflow: {len(latest) - behind} of {len(latest)} rated answers carry exactly their last rating")
+    finally:
+        restarted.stop()
 
 
 def trace_cost_ms(settings: Settings, uri: str, n: int = 200) -> float:
@@ -103,7 +185,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--seconds", type=float, default=20)
-    parser.add_argument("--feedback", type=int, default=1000, help="Ratings posted before the kill -9.")
+    parser.add_argument("--rate", type=float, default=200, help="Feedback posts per second.")
+    parser.add_argument("--feedback-clients", type=int, default=16, help="Concurrent feedback posters.")
+    parser.add_argument("--feedback-seconds", type=float, default=90, help="Posting time; the kill -9 ends it.")
+    parser.add_argument("--outage-at", type=float, default=15, help="Seconds into posting when MLflow stops.")
+    parser.add_argument("--outage", type=float, default=60, help="Seconds MLflow stays stopped.")
+    parser.add_argument("--drain-timeout", type=float, default=600, help="Wait at most this long for forwarding.")
+    parser.add_argument("--skip-durability", action="store_true", help="Only the tracing throughput part.")
+    parser.add_argument("--skip-throughput", action="store_true", help="Only the feedback durability part.")
     args = parser.parse_args()
     questions = [q.question for q in dev_queries()] + out_of_scope_questions()
     print(f"query tracing and feedback ({machine()})")
@@ -116,50 +205,55 @@ def main() -> None:
         state = StateStore(settings.state_db)
         try:
             ingest(corpus, index, state, Embedder())
-            results = {}
-            for tracing in ("false", "true", "false", "true"):
-                served = start_service(
-                    settings, base, TQA_TRACING=tracing, TQA_MLFLOW_TRACKING_URI=mlflow.uri, TQA_ENVIRONMENT="local"
-                )
-                try:
-                    asyncio.run(ask_load(served.url, questions, args.clients, 3))  # warm-up
-                    r = asyncio.run(ask_load(served.url, questions, args.clients, args.seconds))
-                    results.setdefault(tracing, []).append(r)
-                    print(
-                        f"  tracing {tracing:5}: {r['per_s']:.1f} answers/s, p50 {r['p50']:.0f} ms, "
-                        f"p95 {r['p95']:.0f} ms, {r['errors']} errors ({r['answers']} answers)"
+            if not args.skip_throughput:
+                results: dict[str, list[dict[str, float]]] = {}
+                for tracing in ("false", "true", "false", "true"):
+                    served = start_service(
+                        settings,
+                        base,
+                        TQA_TRACING=tracing,
+                        TQA_MLFLOW_TRACKING_URI=mlflow.uri,
+                        TQA_ENVIRONMENT="local",
+                        **NO_RATE_LIMIT,
                     )
-                    if tracing == "true" and len(results["true"]) == 2:
-                        ids = [
-                            httpx.post(f"{served.url}/ask", json={"question": q}).json()["query_id"]
-                            for q in questions[:20]
-                        ]
-                        last, rate = asyncio.run(feedback_burst(served.url, ids, args.clients, args.feedback))
-                        served.kill9()
-                        with FeedbackStore(settings.feedback_db) as store:
-                            lost = sum(1 for qid, c in last.items() if (store.feedback(qid) or {}).get("comment") != c)
+                    try:
+                        asyncio.run(load(served.url, questions, args.clients, 3, 10**9))  # warm-up
+                        assert mlflow.process is not None
+                        cpu = group_cpu_seconds(mlflow.process.pid), group_cpu_seconds(served.proc.pid)
+                        load_before = os.getloadavg()[0]
+                        r = asyncio.run(load(served.url, questions, args.clients, args.seconds, 10**9))
+                        mlflow_cpu = group_cpu_seconds(mlflow.process.pid) - cpu[0]
+                        serve_cpu = group_cpu_seconds(served.proc.pid) - cpu[1]
+                        results.setdefault(tracing, []).append(r)
                         print(
-                            f"  feedback: {args.feedback} ratings at {rate:.0f}/s, kill -9 after the last 201: "
-                            f"{lost} of {len(last)} answers lost their last acknowledged rating"
+                            f"  tracing {tracing:5}: {r['answers_per_s']:.1f} answers/s, p50 {r['p50_ms']:.0f} ms, "
+                            f"p95 {r['p95_ms']:.0f} ms, {r['errors']} errors ({r['answers']} answers); CPU s per "
+                            f"answer: tqa serve {serve_cpu / max(1, r['answers']):.3f}, co-located MLflow server "
+                            f"{mlflow_cpu / max(1, r['answers']):.3f}; load {load_before:.1f}->{os.getloadavg()[0]:.1f}"
                         )
-                finally:
-                    served.stop()
-            off = sum(r["per_s"] for r in results["false"]) / len(results["false"])
-            on = sum(r["per_s"] for r in results["true"]) / len(results["true"])
-            print(f"  throughput with tracing on / off: {on / off:.3f} ({on:.1f} vs {off:.1f} answers/s)")
-            import mlflow as ml
+                    finally:
+                        served.stop()
+                off = sum(r["answers_per_s"] for r in results["false"]) / len(results["false"])
+                on = sum(r["answers_per_s"] for r in results["true"]) / len(results["true"])
+                print(
+                    f"  throughput with tracing on / off: {on / off:.3f} ({on:.1f} vs {off:.1f} answers/s; "
+                    f"bar >= 0.95: {'met' if on / off >= 0.95 else 'NOT met'})"
+                )
+                import mlflow as ml
 
-            ml.set_tracking_uri(mlflow.uri)
-            traces = ml.search_traces(
-                locations=[ml.get_experiment_by_name(settings.trace_experiment).experiment_id],
-                max_results=100000,
-                return_type="list",
-            )
-            with FeedbackStore(settings.feedback_db) as store:
-                logged = store.stats()["questions"]
-            print(f"  traces in MLflow: {len(traces)}; questions in the query store: {logged}")
-            cost = trace_cost_ms(settings, mlflow.uri)
-            print(f"  on the request thread, one trace costs {cost:.2f} ms (median of 200)")
+                ml.set_tracking_uri(mlflow.uri)
+                traces = ml.search_traces(
+                    locations=[ml.get_experiment_by_name(settings.trace_experiment).experiment_id],
+                    max_results=100000,
+                    return_type="list",
+                )
+                with FeedbackStore(settings.feedback_db) as store:
+                    logged = store.stats()["questions"]
+                print(f"  traces in MLflow: {len(traces)}; questions in the query store: {logged}")
+                cost = trace_cost_ms(settings, mlflow.uri)
+                print(f"  on the request thread, one trace costs {cost:.2f} ms (median of 200)")
+            if not args.skip_durability:
+                durability(settings, base, mlflow, questions, args)
         finally:
             state.close()
             index.close()
