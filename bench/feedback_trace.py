@@ -116,9 +116,9 @@ def durability(
     for timer in timers:
         timer.start()
     acked, sent, failed = asyncio.run(paced_feedback(served.url, ids, args.rate, args.feedback_clients, stop))
+    elapsed = time.monotonic() - began
     for timer in timers:
         timer.join()
-    elapsed = time.monotonic() - began
     print(
         f"  feedback: {sent} posts in {elapsed:.0f} s ({len(acked) / elapsed:.0f} acknowledged/s, target "
         f"{args.rate:.0f}/s, {args.feedback_clients} clients); MLflow down {outage['back'] - outage['stopped']:.0f} s "
@@ -126,15 +126,23 @@ def durability(
         f"kill -9 under load ({failed} posts failed or cut off, never acknowledged)"
     )
     with FeedbackStore(settings.feedback_db) as store:
-        rows = store._durable.execute("SELECT query_id, payload FROM outbox WHERE kind = 'rating'").fetchall()
-        stored = {(r["query_id"], json.loads(r["payload"])["comment"]) for r in rows}
-        lost = [i for i, qid in acked if (qid, f"post {i}") not in stored]
-        last = {qid: max(i for i, q in acked if q == qid) for qid in {q for _, q in acked}}
-        wrong = [qid for qid, i in last.items() if (store.feedback(qid) or {}).get("comment") != f"post {i}"]
+        rows = store._durable.execute("SELECT id, query_id, payload FROM outbox WHERE kind = 'rating'").fetchall()
+        # Each post's outbox row id is its commit order (concurrent posts commit in any order).
+        committed = {(r["query_id"], json.loads(r["payload"])["comment"]): r["id"] for r in rows}
+        lost = [i for i, qid in acked if (qid, f"post {i}") not in committed]
+        newest_acked: dict[str, int] = {}
+        for i, qid in acked:
+            newest_acked[qid] = max(newest_acked.get(qid, 0), committed.get((qid, f"post {i}"), 0))
+        # The stored rating must be the last committed one, at least as new as every acknowledged one.
+        wrong = [
+            qid
+            for qid, row_id in newest_acked.items()
+            if committed.get((qid, (store.feedback(qid) or {}).get("comment", "")), -1) < row_id
+        ]
         counts = store.outbox_counts()
     print(
-        f"  after kill -9: {len(lost)} of {len(acked)} acknowledged posts lost; {len(wrong)} of {len(last)} answers "
-        f"without their last acknowledged rating; outbox {counts}"
+        f"  after kill -9: {len(lost)} of {len(acked)} acknowledged posts lost; {len(wrong)} of {len(newest_acked)} "
+        f"answers hold a rating older than one acknowledged for them; outbox {counts}"
     )
     restarted = start_service(settings, base, **env)
     try:
