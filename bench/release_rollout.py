@@ -1,8 +1,10 @@
 """Releases on one machine: failed requests across HAProxy weight changes under load, and how fast a bad canary
 is detected and rolled back (two `tqa serve` slots over the mini corpus index, real Prometheus and MLflow).
 
-Prints: requests and failures across N weight changes; seconds from `kill -9` of a canary slot to its rollback,
-with the analysis interval; requests the canary answered against its weight x its traffic, and failed requests.
+Prints: requests and failures across N weight changes; for a canary that keeps answering but abstains on everything
+(a registered version with abstain_threshold 1.0), the seconds from its first step (when it starts taking traffic) to
+the analysis' rollback, with the analysis interval, the breaches, and the requests it answered against its weight x
+its traffic; seconds from `kill -9` of a canary slot to its rollback; failed requests throughout.
 """
 
 from __future__ import annotations
@@ -53,6 +55,38 @@ def weight_changes(env: dict[str, str], data_dir: Path, changes: int, users: int
     return {"requests": len(traffic.outcomes), "failed": len(traffic.failures()), "changes": changes}
 
 
+def bad_answers(env: dict[str, str], data_dir: Path, version: str, weight: int, interval: float) -> None:
+    """Canary `version` under 4 sticky users until the analysis rolls it back; prints what it cost the users."""
+    result = tqa(env, "release", "deploy", "--env", "canary", "--version", version)
+    assert result.returncode == 0, result.stderr
+    events = data_dir / "release" / "events.jsonl"
+    seen = len(events.read_text().splitlines())
+    with Traffic(f"http://127.0.0.1:{env['TQA_PROXY_PORT']}", users=4) as traffic:
+        time.sleep(2)
+        command = [sys.executable, "-m", "ops.cli", "release", "canary", "--steps", f"{weight},100"]
+        result = subprocess.run([*command, "--interval", str(interval)], env=env, capture_output=True, text=True)
+        time.sleep(1)
+    log = [json.loads(line) for line in events.read_text().splitlines()[seen:]]
+    step = next(e for e in log if e["event"] == "step")
+    ended = next((e for e in log if e["event"] == "rollback"), None)
+    if result.returncode != 1 or ended is None:
+        print(f"abstaining canary: NOT rolled back (exit {result.returncode}): {result.stderr[-500:]}")
+        return
+    served = traffic.versions(step["time"], ended["time"])
+    total, seconds = sum(served.values()), ended["time"] - step["time"]
+    one_interval = total / seconds * interval if seconds else 0.0
+    print(
+        f"abstaining canary: rolled back {seconds:.1f} s after it started taking traffic (analysis interval "
+        f"{interval:.0f} s, bar 60 s); breaches: {'; '.join(ended['numbers']['breaches'][:2])}; ..."
+    )
+    print(
+        f"  it answered {served[version]} of {total} requests during its rollout (weight x that traffic = "
+        f"{weight / 100 * total:.0f}; weight x one interval's traffic = {weight / 100 * one_interval:.0f}); "
+        f"after the rollback: {traffic.versions(ended['time'] + 0.5)[version]}; failed requests: "
+        f"{len(traffic.failures())}"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--changes", type=int, default=20)
@@ -73,6 +107,7 @@ def main() -> None:
             good = register_version(settings, MODEL, base / "v1", abstain_threshold=0.0)
             same = register_version(settings, MODEL, base / "v1b", abstain_threshold=0.0)
             bad = register_version(settings, MODEL, base / "v2", alpha=0.6)
+            abstaining = register_version(settings, MODEL, base / "v3", abstain_threshold=1.0)
             env = release_env(
                 settings.data_dir, settings.weaviate_port, settings.weaviate_grpc_port, mlflow_server.uri, MODEL
             )
@@ -85,6 +120,7 @@ def main() -> None:
                     f"weight changes under {args.users} users: {numbers['changes']} changes, "
                     f"{numbers['requests']} requests, {numbers['failed']} failed"
                 )
+                bad_answers(env, settings.data_dir, abstaining, args.weight, args.interval)
                 result = tqa(env, "release", "deploy", "--env", "canary", "--version", bad)
                 assert result.returncode == 0, result.stderr
                 proxy_url = f"http://127.0.0.1:{env['TQA_PROXY_PORT']}"

@@ -110,6 +110,10 @@ class Settings(BaseSettings):
         default=None, description="Serve the registered version this MLflow alias points at (staging, canary, ...)."
     )
     model_version: str | None = Field(default=None, description="Serve this registered version (wins over alias).")
+    bento: str = Field(
+        default="",
+        description="The RAG bento (name:version, `make bento`) a registered version runs; empty: the working tree.",
+    )
 
     # Releases: HAProxy splits traffic between two slots, Prometheus scrapes them (see ops/release/).
     proxy_port: int = Field(default=8080, description="The release proxy; slots listen on proxy_port+1 and +2.")

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ml.errors import NoIndexError
+from ml.errors import NoIndexError, UserError
 from ml.index.local_server import alive, processes_with_env, stop_orphan, terminate
 from ml.index.weaviate_index import WeaviateIndex
 from ml.pipeline import require_index
@@ -59,6 +59,26 @@ def clean_stale_record(settings: Settings, say: Callable[[str], None] = print) -
         say(f"Stopped the Weaviate server (pid {orphan}) left by a process that did not shut down.")
 
 
+def bento_store(settings: Settings) -> Path:
+    """Where `make bento` keeps bentos: $BENTOML_HOME, else `bentoml` in the data dir (the build script's default)."""
+    return Path(os.environ.get("BENTOML_HOME") or Path(settings.data_dir).resolve() / "bentoml")
+
+
+def bento_path(settings: Settings) -> Path:
+    """The built bento `settings.bento` names (name:version) in the bento store; one sentence if it is not there."""
+    name, _, version = settings.bento.partition(":")
+    store = bento_store(settings)
+    path = store / "bentos" / name / version
+    if not name or not version or version == "latest":
+        raise UserError(f"Bento '{settings.bento}' must be name:version, e.g. the tqa-rag:<sha> `make bento` prints.")
+    if not (path / "bento.yaml").is_file():
+        raise UserError(
+            f"Bento {settings.bento} is not in the bento store {store}; build it (`make bento`) or import its "
+            "archive (`bentoml import dist/bento/...`), with BENTOML_HOME pointing at that store."
+        )
+    return path
+
+
 def run_server(settings: Settings, host: str, port: int, say: Callable[[str], None] = print) -> int:
     """Serve until interrupted (SIGINT or SIGTERM); returns the service's exit code."""
     release_env: dict[str, str] = {}
@@ -75,12 +95,16 @@ def run_server(settings: Settings, host: str, port: int, say: Callable[[str], No
     index = WeaviateIndex.open(settings)
     record = server_file(settings)
     run_id = uuid.uuid4().hex
+    bento = bento_path(settings) if settings.bento else None
     env = dict(
         os.environ,
         **{RUN_ID_VAR: run_id},
         BENTOML_DO_NOT_TRACK="true",
         TQA_HOST=host,
         TQA_PORT=str(port),
+        # BentoML keeps its workers' metrics in $BENTOML_HOME/prometheus_multiproc_dir and empties it at start: a
+        # home of this data dir's own, so a second server on the machine neither wipes nor reports these numbers.
+        BENTOML_HOME=str(Path(settings.data_dir).resolve() / "bentoml-serve"),
         **release_env,
     )
     command = [
@@ -88,12 +112,14 @@ def run_server(settings: Settings, host: str, port: int, say: Callable[[str], No
         "-m",
         "bentoml",
         "serve",
-        "serving.rag_service:RAGService",
+        str(bento) if bento else "serving.rag_service:RAGService",
         "--host",
         host,
         "--port",
         str(port),
     ]
+    if bento:
+        say(f"Running bento {settings.bento} ({bento}).")
 
     def on_term(signum: int, frame: object) -> None:
         raise _Stop
@@ -104,7 +130,8 @@ def run_server(settings: Settings, host: str, port: int, say: Callable[[str], No
         if not index.exists():
             raise NoIndexError(settings.data_dir)
         # Its own session: a terminal's Ctrl-C reaches this process, which stops the server in order.
-        process = subprocess.Popen(command, env=env, start_new_session=True)
+        # A bento runs its own copy of the code: its src/ is the working directory, not this checkout.
+        process = subprocess.Popen(command, env=env, start_new_session=True, cwd=bento / "src" if bento else None)
         info = {"url": f"http://{host}:{port}", "pid": os.getpid(), "bentoml_pid": process.pid, "run_id": run_id}
         record.write_text(json.dumps(info))
         say(f"Serving on http://{host}:{port} (POST /ask, /search; /healthz, /readyz, /metrics). Ctrl-C stops.")

@@ -32,6 +32,7 @@ PIPELINE_FIELDS = (
     "llm_max_tokens",
     "llm_temperature",
     "llm_sources",
+    "bento",
 )
 
 

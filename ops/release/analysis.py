@@ -10,7 +10,7 @@ import yaml
 from pydantic import BaseModel, Field
 
 from ops.release.metrics import Prometheus
-from ops.release.probe import ProbeLimits, probe
+from ops.release.probe import ProbeLimits
 
 CONFIG = Path(__file__).with_name("analysis.yaml")
 
@@ -99,16 +99,15 @@ def analyse(
     step_s: float,
     rollout_s: float,
     limits: Thresholds,
-    urls: tuple[str, str] | None = None,
+    probed: tuple[dict[str, dict[str, int]], list[str]] | None = None,
 ) -> Verdict:
-    """Canary over the last step against production over the rollout so far; then, with the slots' own `urls`
-    (canary, production) and the probe enabled, the persona probe. Prometheus is read first, so the probe's own
-    requests fall in the next step's window, on both sides alike.
+    """Canary over the last step against production over the rollout so far, plus the persona probe's numbers and
+    breaches (`probed`, from `probe()` run during the step) when there are some.
     """
     canary = measure(prometheus, canary_slot, step_s)
     production = measure(prometheus, production_slot, max(rollout_s, step_s))
     verdict = Verdict(canary, production, judge(canary, production, limits))
-    if urls is not None and limits.probe.enabled:
-        verdict.probe, breaches = probe(urls[0], urls[1], limits.probe)
+    if probed is not None:
+        verdict.probe, breaches = probed
         verdict.breaches += breaches
     return verdict

@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -17,8 +18,10 @@ from ml.errors import UserError
 from ml.settings import Settings
 from ops.release.analysis import Thresholds, Verdict, analyse
 from ops.release.metrics import PrometheusServer
+from ops.release.probe import probe
 from ops.release.proxy import Haproxy, Slot
 from ops.release.state import SLOTS, ReleaseState, Rollout, SlotState, Store
+from serving.server import bento_path, bento_store
 
 STAGING, CANARY, PRODUCTION = "staging", "canary", "production"
 ENVIRONMENTS = (STAGING, CANARY, PRODUCTION)
@@ -99,9 +102,8 @@ class ReleaseController:
             "TQA_MODEL_VERSION": version,
             "TQA_MODEL_ALIAS": alias,
             "BENTOML_DO_NOT_TRACK": "true",
-            # BentoML keeps its workers' metrics in $BENTOML_HOME/prometheus_multiproc_dir and empties it at start:
-            # shared, a starting canary would wipe production's numbers and each slot would report the other's.
-            "BENTOML_HOME": str(self.directory / log_name / "bentoml"),
+            # The store a pinned bento is run from: this environment's, not the slot's own data dir.
+            "BENTOML_HOME": str(bento_store(self.settings)),
         }
         Path(env["TQA_DATA_DIR"]).mkdir(parents=True, exist_ok=True)
         log = self.directory / f"{log_name}.log"
@@ -163,7 +165,10 @@ class ReleaseController:
         version = version or default or self._alias(STAGING)
         if version is None:
             raise UserError("No version given and no `staging` alias; run `tqa register` or pass --version.")
-        resolve(self.settings, version=version)  # an unknown version fails here, before anything changes
+        # An unknown version, or a bento it pins that is not built here, fails before anything changes.
+        pinned = resolve(self.settings, version=version).pinned
+        if pinned.get("bento"):
+            bento_path(self.settings.model_copy(update={"bento": pinned["bento"]}))
         with self.store.lock():
             state = self.store.load()
             if state.rollout and state.rollout.phase == "running":
@@ -272,7 +277,11 @@ class ReleaseController:
             self._apply(state)
             self.store.record("step", version=rollout.version, step=rollout.step + 1, weight=weight)
             self.say(f"Step {rollout.step + 1}/{len(rollout.steps)}: {weight}% to version {rollout.version}.")
+            # The persona probe asks both slots directly while the step's traffic flows; its answers join the analysis.
+            # A daemon thread: a canary that stops answering is rolled back without waiting for the probe's timeouts.
+            probing = _Probe(self._slot_url(state, rollout.slot), self._slot_url(state, production), self.thresholds)
             down = self._watch(state, rollout.slot, rollout.interval_s)
+            probed = None if down else probing.result()
             if down:
                 return self._roll_back(state, down, None)
             verdict = analyse(
@@ -282,15 +291,15 @@ class ReleaseController:
                 rollout.interval_s,
                 time.time() - rollout.started,
                 self.thresholds,
-                urls=(self._slot_url(state, rollout.slot), self._slot_url(state, production)),
+                probed,
             )
             self.store.record("analysis", version=rollout.version, step=rollout.step + 1, **verdict.as_dict())
             if not verdict.passed:
                 return self._roll_back(state, "; ".join(verdict.breaches), verdict)
-            probed = sum(n["asked"] for n in verdict.probe.values())
+            asked = sum(n["asked"] for n in verdict.probe.values())
             self.say(
                 f"  passed: canary {_fmt(verdict.canary)} | production {_fmt(verdict.production)}"
-                + (f" | persona probe: {probed} questions to each side" if probed else "")
+                + (f" | persona probe: {asked} questions to each side" if asked else "")
             )
             rollout.step += 1
             self.store.save(state)
@@ -406,6 +415,32 @@ class ReleaseController:
             self.proxy.stop()
             if self.local_prometheus:
                 self.prometheus.stop()
+
+
+class _Probe:
+    """The persona probe (ops/release/probe.py) of one step, in a thread of its own; nothing when it is disabled."""
+
+    def __init__(self, canary_url: str, production_url: str, thresholds: Thresholds):
+        self.outcome: tuple[dict[str, dict[str, int]], list[str]] | None = None
+        self.error: Exception | None = None
+        self.thread: threading.Thread | None = None
+        if thresholds.probe.enabled:
+            self.thread = threading.Thread(target=self._run, args=(canary_url, production_url, thresholds), daemon=True)
+            self.thread.start()
+
+    def _run(self, canary_url: str, production_url: str, thresholds: Thresholds) -> None:
+        try:
+            self.outcome = probe(canary_url, production_url, thresholds.probe)
+        except Exception as exc:  # re-raised in result(), in the controller's thread
+            self.error = exc
+
+    def result(self) -> tuple[dict[str, dict[str, int]], list[str]] | None:
+        if self.thread is None:
+            return None
+        self.thread.join()
+        if self.error is not None:
+            raise self.error
+        return self.outcome
 
 
 def _stop(pid: int | None, timeout_s: float = 30) -> None:

@@ -46,7 +46,14 @@ def release(indexed, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]
         )
         log = tmp_path_factory.mktemp("release") / "commands.log"
         try:
-            yield {"env": env, "versions": versions, "log": log, "uri": mlflow_server.uri}
+            yield {
+                "env": env,
+                "versions": versions,
+                "log": log,
+                "uri": mlflow_server.uri,
+                "settings": settings,
+                "work": work,
+            }
         finally:
             tqa(env, "release", "down", log=log)
 
@@ -98,8 +105,15 @@ def test_a_canary_that_crashes_is_rolled_back_within_its_interval(release: dict)
 
     with Traffic(_proxy_url(release), users=4) as traffic:
         process, _ = _start_canary(release, "20,50,100", "60")
-        time.sleep(3)
-        assert traffic.versions(time.time() - 3)[versions["bad"]] > 0  # the split is real
+        moved = time.time()
+        # The split is real: some user lands on the canary (bounded wait; sessions are sticky for 5 requests).
+        for _ in range(60):
+            if traffic.versions(moved)[versions["bad"]] > 0:
+                break
+            time.sleep(0.5)
+        else:
+            process.kill()
+            pytest.fail("no request reached the canary at 20% within 30 s")
         state = json.loads((Path(env["TQA_DATA_DIR"]) / "release" / "state.json").read_text())
         canary_pid = state["slots"][state["rollout"]["slot"]]["pid"]
         killed = time.time()
@@ -228,3 +242,45 @@ def test_rollback_after_a_promotion_restores_the_previous_production(release: di
     slots = {s["version"]: s for s in status["slots"].values()}
     assert slots[versions["good"]]["proxy"] == [100, False]
     assert slots[versions["next"]]["proxy"] == [0, True]
+
+
+def test_a_version_pinning_a_bento_runs_that_bento(release: dict) -> None:
+    """`make bento`'s script builds both bentos tagged with the git SHA; a version that pins the RAG bento is
+    deployed as `bentoml serve <that bento>` (its own copy of the code), and one pinning a bento that was never
+    built is refused with one sentence and changes nothing.
+    """
+    root = Path(__file__).resolve().parents[2]
+    work, settings, log = release["work"], release["settings"], release["log"]
+    home, out = work / "bentoml", work / "dist"
+    env = {**release["env"], "BENTOML_HOME": str(home), "BENTO_OUT": str(out)}
+    built = subprocess.run(
+        ["bash", "scripts/release/build-bentos.sh"], cwd=root, env=env, capture_output=True, text=True, timeout=900
+    )
+    assert built.returncode == 0, built.stderr
+    sha = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=root, capture_output=True, text=True)
+    rag, runner = built.stdout.split()
+    assert rag.split(":")[0] == "tqa-rag" and rag.split(":")[1].startswith(sha.stdout.strip())
+    assert runner == f"tqa-qwen-runner:{rag.split(':')[1]}"
+    assert (out / f"{rag.replace(':', '-')}.bento").is_file()
+
+    before = _status(release)
+    missing = register_version(settings, MODEL, work / "v5", abstain_threshold=0.0, bento="tqa-rag:nowhere")
+    refused = tqa(env, "release", "deploy", "--env", "canary", "--version", missing, log=log)
+    assert refused.returncode == 2 and "is not in the bento store" in refused.stderr, refused.stderr
+    after = _status(release)
+    assert after["aliases"] == before["aliases"] and after["slots"] == before["slots"]
+
+    pinned = register_version(settings, MODEL, work / "v6", abstain_threshold=0.0, bento=rag)
+    _ok(tqa(env, "release", "deploy", "--env", "canary", "--version", pinned, log=log))
+    slot = next(s for s in _status(release)["slots"].values() if s["version"] == pinned)
+    assert slot["answering"] and slot["proxy"] == [0, True]
+    health = httpx.get(f"http://127.0.0.1:{slot['port']}/healthz").json()
+    assert health == {"status": "ok", "version": pinned, "alias": "canary"}
+    state = json.loads((Path(env["TQA_DATA_DIR"]) / "release" / "state.json").read_text())
+    pid = next(s["pid"] for s in state["slots"].values() if s["version"] == pinned)
+    bento = home / "bentos" / "tqa-rag" / rag.split(":")[1]
+    servers = [p for p in psutil.Process(pid).children(recursive=True) if "bentoml" in " ".join(p.cmdline())]
+    assert any(str(bento) in p.cmdline() for p in servers), [p.cmdline() for p in servers]
+    assert {p.cwd() for p in servers if str(bento) in p.cmdline()} == {str(bento / "src")}
+    answer = httpx.post(f"http://127.0.0.1:{slot['port']}/ask", json={"question": "How do I load a model in 4-bit?"})
+    assert answer.status_code == 200 and answer.json()["sources"]

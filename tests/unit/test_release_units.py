@@ -167,3 +167,20 @@ def test_probe_counts_an_unreachable_canary_as_lost() -> None:
     finally:
         production.shutdown()
     assert numbers["researcher"]["lost"] == 1 and len(breaches) == 5
+
+
+def test_a_pinned_bento_is_found_in_the_store_or_named_in_one_sentence(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from ml.settings import Settings
+    from serving.server import bento_path
+
+    monkeypatch.setenv("BENTOML_HOME", str(tmp_path / "store"))
+    built = tmp_path / "store" / "bentos" / "tqa-rag" / "abc123"
+    built.mkdir(parents=True)
+    (built / "bento.yaml").write_text("service: serving.rag_service:RAGService\n")
+    assert bento_path(Settings(data_dir=tmp_path, bento="tqa-rag:abc123")) == built
+    with pytest.raises(UserError, match="is not in the bento store"):
+        bento_path(Settings(data_dir=tmp_path, bento="tqa-rag:def456"))
+    with pytest.raises(UserError, match="must be name:version"):
+        bento_path(Settings(data_dir=tmp_path, bento="tqa-rag"))
