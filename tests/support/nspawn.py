@@ -1,10 +1,11 @@
 """Throwaway Debian 12 machines that boot systemd under systemd-nspawn, reached by Ansible over SSH like VMs.
 
-Each machine is a fresh copy of the root file system scripts/infra/build-target-rootfs.sh builds (with systemd,
-D-Bus and OpenSSH), booted with `systemd-nspawn --boot` in a network namespace of its own, joined to a host-only
-bridge with a documentation-range address (RFC 5737: never routed, reachable from nothing but this host). The
-test's SSH key is authorised for root; each machine's host key is read from its file system into a known_hosts
-file, so Ansible checks host keys as in production. Needs root and the systemd-container package.
+Every machine boots the root file system scripts/infra/build-target-rootfs.sh builds (with systemd, D-Bus and
+OpenSSH), unpacked once and shared read-only, with `systemd-nspawn --boot --volatile=overlay`: what a machine writes
+goes to a tmpfs of its own and is gone at power-off. Each runs in a network namespace of its own, joined to a host-
+only bridge with a documentation-range address (RFC 5737: never routed, reachable from nothing but this host). The
+test's SSH key is authorised for root; each machine's host key is generated here and written to a known_hosts file,
+so Ansible checks host keys as in production. Needs root and the systemd-container package.
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ class Machine:
     address: str
     process: subprocess.Popen | None = None
     log: Path | None = None
+    binds: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -80,6 +82,41 @@ class Fleet:
         )
 
 
+def _shared_root() -> Path:
+    """The tarball unpacked once (per tarball) beside it, prepared for booting: networkd on, no host keys or
+    hostname of its own, this host's certificate authorities. Machines only read it."""
+    root = TARBALL.with_suffix(".d")
+    stamp = root / ".unpacked-from"
+    if stamp.is_file() and stamp.read_text() == str(TARBALL.stat().st_mtime_ns):
+        return root
+    shutil.rmtree(root, ignore_errors=True)
+    root.mkdir()
+    with tarfile.open(TARBALL) as tar:
+        tar.extractall(root, filter="fully_trusted")
+    wants = root / "etc/systemd/system/multi-user.target.wants"
+    wants.mkdir(parents=True, exist_ok=True)
+    (wants / "systemd-networkd.service").symlink_to("/lib/systemd/system/systemd-networkd.service")
+    (root / "etc/systemd/network").mkdir(parents=True, exist_ok=True)
+    (root / "etc/systemd/network/10-host0.network").touch()
+    (root / "etc/apt/apt.conf.d/01proxy").touch()
+    (root / "etc/hostname").unlink(missing_ok=True)
+    for old in (root / "etc/ssh").glob("ssh_host_*"):
+        old.unlink()
+    (root / "etc/ssh/ssh_host_ed25519_key").touch(mode=0o600)
+    (root / "etc/ssh/ssh_host_ed25519_key.pub").touch()
+    (root / "root/.ssh").mkdir(mode=0o700, exist_ok=True)
+    (root / "root/.ssh/authorized_keys").touch()
+    (root / "etc/resolv.conf").unlink(missing_ok=True)
+    (root / "etc/resolv.conf").touch()
+    # The machines trust what this host trusts (here, a TLS-inspecting egress proxy's authority).
+    extra_cas = Path("/usr/local/share/ca-certificates")
+    if extra_cas.is_dir():
+        shutil.copytree(extra_cas, root / "usr/local/share/ca-certificates", dirs_exist_ok=True)
+        shutil.copyfile("/etc/ssl/certs/ca-certificates.crt", root / "etc/ssl/certs/ca-certificates.crt")
+    stamp.write_text(str(TARBALL.stat().st_mtime_ns))
+    return root
+
+
 def _run(*argv: str) -> None:
     subprocess.run(argv, check=True, capture_output=True)
 
@@ -106,37 +143,34 @@ def _boot(fleet: Fleet, names: list[str], tun: bool) -> None:
     fleet.proxy = EgressProxy(str(hosts[0])).__enter__()
     fleet.ssh_key = base / "id_ed25519"
     _run("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(fleet.ssh_key))
+    lower = _shared_root()
     known = []
     for index, name in enumerate(names):
-        root = base / name
-        root.mkdir()
-        with tarfile.open(TARBALL) as tar:
-            tar.extractall(root, filter="fully_trusted")
+        own = base / name
+        own.mkdir()
         address = str(hosts[10 + index])
-        network = root / "etc/systemd/network/10-host0.network"
-        network.parent.mkdir(parents=True, exist_ok=True)
-        network.write_text(
+        (own / "10-host0.network").write_text(
             f"[Match]\nName=host0\n\n[Network]\nAddress={address}/{SUBNET.prefixlen}\nLinkLocalAddressing=no\n"
         )
-        wants = root / "etc/systemd/system/multi-user.target.wants"
-        wants.mkdir(parents=True, exist_ok=True)
-        (wants / "systemd-networkd.service").symlink_to("/lib/systemd/system/systemd-networkd.service")
-        (root / "etc/hostname").write_text(f"{name}\n")
-        (root / "etc/apt/apt.conf.d/01proxy").write_text(
+        (own / "01proxy").write_text(
             f'Acquire::http::Proxy "{fleet.proxy.url}";\nAcquire::https::Proxy "{fleet.proxy.url}";\n'
         )
-        (root / "etc/resolv.conf").unlink(missing_ok=True)
-        (root / "etc/resolv.conf").write_text(Path("/etc/resolv.conf").read_text())
-        ssh_dir = root / "root/.ssh"
-        ssh_dir.mkdir(mode=0o700, exist_ok=True)
-        (ssh_dir / "authorized_keys").write_text(fleet.ssh_key.with_suffix(".pub").read_text())
-        # Each machine gets host keys of its own, and the controller knows them before the first connection.
-        for old in (root / "etc/ssh").glob("ssh_host_*"):
-            old.unlink()
-        _run("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(root / "etc/ssh/ssh_host_ed25519_key"))
-        key = (root / "etc/ssh/ssh_host_ed25519_key.pub").read_text().split()[:2]
+        shutil.copyfile(fleet.ssh_key.with_suffix(".pub"), own / "authorized_keys")
+        # Each machine gets a host key of its own, and the controller knows it before the first connection.
+        _run("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(own / "ssh_host_ed25519_key"))
+        key = (own / "ssh_host_ed25519_key.pub").read_text().split()[:2]
         known.append(f"{address} {' '.join(key)}")
-        fleet.machines[name] = Machine(name=name, root=root, address=address, log=base / f"{name}.boot.log")
+        binds = {
+            own / "10-host0.network": "/etc/systemd/network/10-host0.network",
+            own / "01proxy": "/etc/apt/apt.conf.d/01proxy",
+            own / "authorized_keys": "/root/.ssh/authorized_keys",
+            own / "ssh_host_ed25519_key": "/etc/ssh/ssh_host_ed25519_key",
+            own / "ssh_host_ed25519_key.pub": "/etc/ssh/ssh_host_ed25519_key.pub",
+            Path("/etc/resolv.conf").resolve(): "/etc/resolv.conf",
+        }
+        machine = Machine(name=name, root=lower, address=address, log=base / f"{name}.boot.log")
+        machine.binds = [f"--bind-ro={src}:{dst}" for src, dst in binds.items()]
+        fleet.machines[name] = machine
     fleet.known_hosts = base / "known_hosts"
     fleet.known_hosts.write_text("\n".join(known) + "\n")
     for machine in fleet.machines.values():
@@ -147,8 +181,12 @@ def _boot(fleet: Fleet, names: list[str], tun: bool) -> None:
             "--register=no",
             "--keep-unit",
             "--console=passive",
+            # One read-only tree for every machine; each writes to a tmpfs of its own, gone at power-off.
             f"--directory={machine.root}",
+            "--volatile=overlay",
             f"--machine={machine.name}",
+            f"--hostname={machine.name}",
+            *machine.binds,
             f"--network-bridge={fleet.bridge}",
         ]
         if tun:
@@ -184,7 +222,7 @@ def shutdown(fleet: Fleet) -> None:
         if machine.process is None:
             continue
         try:
-            machine.process.wait(timeout=60)
+            machine.process.wait(timeout=30)
         except subprocess.TimeoutExpired:
             # The machine's init is nspawn's child in a PID namespace of its own: it goes first, then nspawn.
             children = Path(f"/proc/{machine.process.pid}/task/{machine.process.pid}/children")
@@ -196,5 +234,3 @@ def shutdown(fleet: Fleet) -> None:
         fleet.proxy.__exit__(None, None, None)
     if fleet.bridge:
         subprocess.run(["ip", "link", "del", fleet.bridge], capture_output=True)
-    for machine in fleet.machines.values():
-        shutil.rmtree(machine.root, ignore_errors=True)
