@@ -27,6 +27,7 @@ from ml.eval.retrieval import dev_queries, out_of_scope_questions
 from ml.feedback.store import FeedbackStore
 from ml.index.embed import Embedder
 from ml.index.ingest import ingest
+from ml.index.local_server import processes_with_env
 from ml.index.state import StateStore
 from ml.index.weaviate_index import WeaviateIndex
 from ml.settings import Settings
@@ -39,17 +40,33 @@ from tests.support.serve import Served, start_service
 NO_RATE_LIMIT = {"TQA_RATE_LIMIT_PER_MINUTE": "100000000", "TQA_RATE_LIMIT_BURST": "100000"}
 
 
-def group_cpu_seconds(pgid: int) -> float:
-    """User + system CPU seconds of the live processes in process group `pgid` (a server and its workers)."""
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU seconds of the live processes `pids`."""
     total = 0.0
-    for stat in Path("/proc").glob("[0-9]*/stat"):
+    for pid in pids:
         try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
         except OSError:
             continue
-        if int(fields[2]) == pgid:
-            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
     return total
+
+
+def group_cpu_seconds(pgid: int) -> float:
+    """CPU seconds of the live processes in process group `pgid` (the MLflow server and its workers)."""
+    pids = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            if int(stat.read_text().rsplit(")", 1)[1].split()[2]) == pgid:
+                pids.append(int(stat.parent.name))
+        except (OSError, ValueError):
+            continue
+    return cpu_seconds(pids)
+
+
+def serve_cpu_seconds(served: Served) -> float:
+    """CPU seconds of `tqa serve`: BentoML runs its workers in sessions of their own, found by the port they carry."""
+    return cpu_seconds(processes_with_env("TQA_PORT", served.url.rsplit(":", 1)[1]))
 
 
 async def paced_feedback(
@@ -227,11 +244,11 @@ def main() -> None:
                     try:
                         asyncio.run(load(served.url, questions, args.clients, 3, 10**9))  # warm-up
                         assert mlflow.process is not None
-                        cpu = group_cpu_seconds(mlflow.process.pid), group_cpu_seconds(served.proc.pid)
+                        cpu = group_cpu_seconds(mlflow.process.pid), serve_cpu_seconds(served)
                         load_before = os.getloadavg()[0]
                         r = asyncio.run(load(served.url, questions, args.clients, args.seconds, 10**9))
                         mlflow_cpu = group_cpu_seconds(mlflow.process.pid) - cpu[0]
-                        serve_cpu = group_cpu_seconds(served.proc.pid) - cpu[1]
+                        serve_cpu = serve_cpu_seconds(served) - cpu[1]
                         results.setdefault(tracing, []).append(r)
                         print(
                             f"  tracing {tracing:5}: {r['answers_per_s']:.1f} answers/s, p50 {r['p50_ms']:.0f} ms, "
