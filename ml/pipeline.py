@@ -222,7 +222,10 @@ class QA:
         index: WeaviateIndex | None = None,
         answerer: Any = None,
         batch_queries: bool = False,
+        learned: bool = True,
     ):
+        """`learned=False` opens without the learned ranker and confidence model (`tqa train ranker` makes them, so
+        a stale pair must not stop it)."""
         from ml.answer.extractive import ExtractiveAnswerer
         from ml.answer.fallback import build_answerer
         from ml.retrieve import RetrievalConfig, Retriever
@@ -243,11 +246,11 @@ class QA:
             index,
             self._batcher or self.embedder,  # type: ignore[arg-type]
             RetrievalConfig(alpha=settings.alpha, candidates=settings.candidates, ranker=settings.ranker),
-            model=load_ranker(settings),
+            model=load_ranker(settings) if learned else None,
             families=corpus_families(settings),
         )
         self.vocabulary = load_vocabulary(settings)
-        confidence = load_confidence(settings)
+        confidence = load_confidence(settings) if learned else None
         if confidence is not None:
             confidence.bind((self._batcher or self.embedder).embed_query, self.vocabulary)
         # TQA_ANSWERER=llm puts the LLM first, with the extractive answerer as its fallback.

@@ -30,7 +30,7 @@ if TYPE_CHECKING:
 
 FEATURES = [
     "bias", "p1", "p2", "margin", "dense", "coverage", "unmatched", "unmatched_any", "top_kind_code",
-    "text_scope", "unseen", "rare",
+    "text_scope", "unseen", "rare", "p3", "p_any3",
 ]  # fmt: skip
 
 
@@ -45,7 +45,7 @@ def features(
     """One row of FEATURES for a question and its ranked hits (scores are ranker probabilities); `text_scope` is the
     question-only model's log-odds of being in scope, `foreign` the vocabulary's (unseen words, rare share)."""
     q = set(words(question))
-    scores = [h.score for h in hits[:2]] + [0.0, 0.0]
+    scores = [h.score for h in hits[:3]] + [0.0, 0.0, 0.0]
     texts = [f"{h.chunk.symbol} {h.chunk.path} {h.chunk.text}" for h in hits]
     top = set(words(" ".join(texts[:3])))
     anywhere = set(words(" ".join(texts)))
@@ -65,6 +65,9 @@ def features(
         "text_scope": text_scope,
         "unseen": foreign[0],
         "rare": foreign[1],
+        "p3": scores[2],
+        # An answer cites its top three: the chance at least one is right, were the ranker's scores independent.
+        "p_any3": 1.0 - (1.0 - scores[0]) * (1.0 - scores[1]) * (1.0 - scores[2]),
     }
     return np.asarray([[row[f] for f in FEATURES]], dtype=np.float32)
 

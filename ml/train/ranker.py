@@ -112,7 +112,7 @@ def train_all(
     out = out_dir or settings.data_dir
     out.mkdir(parents=True, exist_ok=True)
     corpus = index_corpus(settings)
-    qa = QA(settings)
+    qa = QA(settings, learned=False)
     try:
         retriever = qa.retriever
         store = StateStore(settings.state_db)

@@ -17,7 +17,13 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
 def test_trained_ranker_and_confidence_load_and_rank(indexed: Indexed, tmp_path: Path) -> None:
-    out = train_all(indexed.settings, tmp_path / "models", docstrings=20, say=lambda _: None)
+    # Models trained on other features (an older version's) are what retraining replaces: they must not stop it.
+    stale = tmp_path / "stale"
+    stale.mkdir()
+    (stale / "ranker.json").write_text('{"weights": [0], "mean": [0], "scale": [1], "features": ["bias"]}')
+    (stale / "confidence.json").write_text('{"features": ["bias"], "correct": {}, "scope": {}, "threshold": 0.5}')
+    settings = indexed.settings.model_copy(update={"ranker_dir": stale})
+    out = train_all(settings, tmp_path / "models", docstrings=20, say=lambda _: None)
     model = RankModel.load(out / "ranker.json")
     confidence = ConfidenceModel.load(out / "confidence.json")
     assert model.features == FEATURES and model.trained_on["positives"] > 0
