@@ -84,13 +84,13 @@ def test_ratings_and_reviews_become_assessments_once_each(settings: Settings) ->
     with FeedbackStore(settings.feedback_db) as store:
         tracer = QueryTracer(settings)
         qid = answered(store, tracer, "How does f return one?")
-        store.record(validate_feedback(qid, "down", "wrong", "f returns the integer 1.", "10.0.0.7"))
+        store.record(validate_feedback(qid, "down", "wrong", "f returns the integer 1.", "192.0.2.7"))
         forwarder = Forwarder(store, settings.mlflow_tracking_uri)
         assert forwarder.drain() == {"sent": 1, "retry": 0, "no_trace": 0, "down": 0}
         got = ours(settings, store, qid)
         [rating], [correction] = got[RATING], got[CORRECTION]
         assert rating.value is False and rating.rationale == "wrong"
-        assert rating.source.source_type == "HUMAN" and rating.source.source_id == "10.0.0.7"
+        assert rating.source.source_type == "HUMAN" and rating.source.source_id == "192.0.2.7"
         assert correction.value == "f returns the integer 1."
 
         # A crash after MLflow took the assessments but before the row was marked sent: forwarding again
