@@ -73,7 +73,10 @@ def run_playbook(
             event_handler=_event_printer(say),
         )
         stats = result.stats or {}
-        output_tail = result.stdout.read()[-6000:] if result.rc != 0 else ""
+        output_tail = ""
+        if result.rc != 0:
+            with result.stdout as stdout:
+                output_tail = stdout.read()[-6000:]
     outcome = PlaybookResult(
         status=result.status,
         rc=result.rc,
