@@ -38,6 +38,8 @@ CHUNK_FIELDS = [
 RETURN_PROPERTIES = ["text", *CHUNK_FIELDS, "_node_content", "_node_type", "document_id", "doc_id", "ref_doc_id"]
 # BM25 runs over the raw text, our identifier-split field and the symbol (boosted).
 QUERY_PROPERTIES = ["text", "search_text", "symbol^2"]
+# Weaviate's default QUERY_MAXIMUM_RESULTS: a server this project did not start (a cluster) refuses larger limits.
+QUERY_PAGE = 10_000
 
 
 def embedded_env(settings: Settings) -> dict[str, str]:
@@ -262,14 +264,21 @@ class WeaviateIndex:
 
         paths = list(paths)
         found: dict[str, set[str]] = {p: set() for p in paths}
-        for start in range(0, len(paths), 200):
-            group = paths[start : start + 200]
+        pending = [paths[start : start + 200] for start in range(0, len(paths), 200)]
+        while pending:
+            group = pending.pop()
             response = self.collection.query.fetch_objects(
                 filters=Filter.by_property("path").contains_any(group)
                 & Filter.by_property("kind").contains_any(list(FILE_KINDS)),
-                limit=100_000,
+                limit=QUERY_PAGE,
                 return_properties=["path"],
             )
+            if len(response.objects) >= QUERY_PAGE:
+                # A full page may be cut short: ask again for each half of the paths.
+                if len(group) == 1:
+                    raise RuntimeError(f"{group[0]} has over {QUERY_PAGE} chunks in the index.")
+                pending += [group[: len(group) // 2], group[len(group) // 2 :]]
+                continue
             for obj in response.objects:
                 found.setdefault(str(obj.properties["path"]), set()).add(str(obj.uuid))
         return found
