@@ -48,8 +48,9 @@ eval: deps ## Full offline evaluation, logged to MLflow; fails on a missed bar (
 	$(BIN)/tqa eval run --out $(EVAL_OUT)
 	$(if $(EVAL_REPORT),cp $(EVAL_OUT)/report.md $(EVAL_REPORT))
 
-register: deps ## Register the latest eval run; moves `staging` only when it beats `production` by the gate margins
-	$(BIN)/tqa register
+VERSION_FILE ?=
+register: deps ## Register the latest eval run (pinning the bento TQA_BENTO names); moves `staging` when it beats `production`
+	$(BIN)/tqa register $(if $(VERSION_FILE),--version-file $(VERSION_FILE))
 
 # Continuous training (ops/ct/, settings in ops/ct/ct.yaml) and the generator's LoRA run (ml/train/configs/).
 .PHONY: ct ct-status train-generator
@@ -115,7 +116,7 @@ infra-configure: deps ## Ansible site playbook on environment $(ENV), secrets fr
 
 # Releases (ops/release/, ops/load/): HAProxy splits traffic between two `tqa serve` slots, Prometheus feeds the
 # canary analysis, MLflow aliases say which version is staging, canary and production.
-.PHONY: release-tools bento loadtest canary promote rollback
+.PHONY: release-tools bento release-deploy loadtest canary promote rollback
 TARGET ?= $(TQA_LOAD_TARGET)
 LOADTEST_OUT ?= artifacts/loadtest
 CANARY_STEPS ?= 5,25,50
@@ -127,6 +128,11 @@ bento: deps ## Build the RAG and Qwen runner bentos offline, tagged with the git
 
 release-tools: ## HAProxy and Prometheus (Debian packages) for releases and their tests
 	bash scripts/release/install-tools.sh
+
+RELEASE_ENV ?= canary
+VERSION ?=
+release-deploy: deps release-tools ## Serve VERSION (default: the staging candidate) as RELEASE_ENV (staging, canary, production)
+	$(BIN)/tqa release deploy --env $(RELEASE_ENV) $(if $(VERSION),--version $(VERSION))
 
 loadtest: deps ## Locust persona mix against TARGET=URL, headless; CSV + HTML in artifacts/loadtest; exit 1 on a missed threshold
 	$(BIN)/python -m ops.load.gate --target "$(TARGET)" --out $(LOADTEST_OUT)

@@ -115,6 +115,11 @@ class Settings(BaseSettings):
         description="The RAG bento (name:version, `make bento`) a registered version runs; empty: the working tree.",
     )
 
+    # Release drills, as Flagger's podinfo (--random-error, --random-delay): a version that pins these misbehaves on
+    # purpose, so an operator can watch the canary analysis roll it back. Refused in production.
+    fault_error_share: float = Field(default=0.0, ge=0, le=1, description="Share of /ask requests answered with 500.")
+    fault_delay_s: float = Field(default=0.0, ge=0, le=30, description="Extra seconds every /ask answer takes.")
+
     # Releases: HAProxy splits traffic between two slots, Prometheus scrapes them (see ops/release/).
     proxy_port: int = Field(default=8080, description="The release proxy; slots listen on proxy_port+1 and +2.")
     prometheus_url: str = Field(default="http://127.0.0.1:9090", description="Prometheus used by canary analysis.")
@@ -136,6 +141,8 @@ class Settings(BaseSettings):
                 raise ValueError(
                     f"TQA_WEAVIATE_API_KEY must be set to a real key when TQA_ENVIRONMENT={self.environment}."
                 )
+        if self.environment == "production" and (self.fault_error_share or self.fault_delay_s):
+            raise ValueError("TQA_FAULT_ERROR_SHARE and TQA_FAULT_DELAY_S are for release drills, not production.")
         return self
 
     @property

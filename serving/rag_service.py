@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import random
 from http import HTTPStatus
 from typing import Any
 
@@ -17,6 +18,7 @@ from ml.tracking.traces import make_tracer
 from ml.types import FILE_KINDS, HISTORY_KINDS, SearchResult
 from serving.doors import Doors
 from serving.release_info import ReleaseHeaders
+from serving.release_probe import is_probe
 from serving.web_page import make_app
 
 os.environ.setdefault("BENTOML_DO_NOT_TRACK", "true")
@@ -32,6 +34,12 @@ class BadRequest(bentoml.exceptions.BentoMLException):
 
 class NotFound(bentoml.exceptions.BentoMLException):
     error_code = HTTPStatus.NOT_FOUND
+
+
+class InjectedFault(bentoml.exceptions.BentoMLException):
+    """The 500 a release drill's version answers with (TQA_FAULT_ERROR_SHARE)."""
+
+    error_code = HTTPStatus.INTERNAL_SERVER_ERROR
 
 
 ASK_LATENCY = bentoml.metrics.Histogram(
@@ -123,6 +131,7 @@ class RAGService:
     @bentoml.api(route="/ask")
     def ask(
         self,
+        ctx: bentoml.Context,
         question: str = Field(default=""),
         k: int = Field(default=5, description=f"Sources, 1 to {MAX_K}."),
         excerpts: bool = Field(default=False, description="Also return the cited text by citation number."),
@@ -136,9 +145,16 @@ class RAGService:
             answer = self.qa.ask(question, k=k, hits_out=hits)
         except InvalidQuestion as exc:
             raise _check(exc) from exc
-        ASK_LATENCY.observe(time.perf_counter() - started)
-        if answer.abstained:
-            ABSTENTIONS.inc()
+        if self.settings.fault_delay_s:
+            time.sleep(self.settings.fault_delay_s)
+        if self.settings.fault_error_share and random.random() < self.settings.fault_error_share:
+            raise InjectedFault("This version fails a share of its answers on purpose (TQA_FAULT_ERROR_SHARE).")
+        # The release's persona probe is not a user: its answers stay out of the latency and abstention metrics the
+        # canary analysis reads (it counts them apart, see serving/release_info.py).
+        if not is_probe(ctx.request.headers):
+            ASK_LATENCY.observe(time.perf_counter() - started)
+            if answer.abstained:
+                ABSTENTIONS.inc()
         query_id = new_query_id()
         out = answer.model_dump()
         cited = _cited(out["sources"], hits)

@@ -8,11 +8,18 @@ from typing import Any
 import bentoml
 
 from ml.settings import Settings
+from serving.release_probe import is_probe
 
 RELEASE_INFO = bentoml.metrics.Gauge(
     name="tqa_release_info",
     documentation="1 for the registered version (and alias) this service was started for.",
     labelnames=["version", "alias"],
+)
+
+ASK_RESPONSES = bentoml.metrics.Counter(
+    name="tqa_ask_responses",
+    documentation="Answers of /ask by status code and source: user, or the release's persona probe.",
+    labelnames=["code", "source"],
 )
 
 
@@ -32,6 +39,27 @@ class ReleaseHeaders:
             RELEASE_INFO.labels(version=self.version, alias=self.alias or "-").set(1)
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "http" and scope["path"] == "/ask":
+            await self._counted(scope, receive, send)
+            return
+        await self._named(scope, receive, send)
+
+    async def _counted(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        """/ask answers counted by status and source: the canary analysis judges users' traffic alone."""
+        source = "probe" if is_probe(scope.get("headers", [])) else "user"
+        status = [500]
+
+        async def send_counted(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.start":
+                status[0] = message["status"]
+            await send(message)
+
+        try:
+            await self._named(scope, receive, send_counted)
+        finally:
+            ASK_RESPONSES.labels(code=str(status[0]), source=source).inc()
+
+    async def _named(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http" or not self.version:
             await self.app(scope, receive, send)
             return

@@ -33,6 +33,8 @@ PIPELINE_FIELDS = (
     "llm_temperature",
     "llm_sources",
     "bento",
+    "fault_error_share",
+    "fault_delay_s",
 )
 
 

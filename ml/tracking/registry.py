@@ -10,6 +10,13 @@ from ml.eval.gate import Gate, compare
 from ml.settings import Settings
 
 STAGING, PRODUCTION = "staging", "production"
+# The version tag naming the RAG bento a version runs (set at registration; see ml/tracking/release.py).
+BENTO_TAG = "tqa.bento"
+
+
+def _is_bento_tag(tag: str) -> bool:
+    name, _, version = tag.partition(":")
+    return bool(name) and bool(version) and version != "latest" and " " not in tag
 
 
 @dataclass
@@ -41,8 +48,15 @@ def latest_eval_run(client: Any, experiment: str) -> str:
 
 
 def register_candidate(settings: Settings, gate: Gate, run_id: str | None = None) -> Decision:
-    """Register the run's pipeline as a new version; point `staging` at it only if it passes the gate."""
+    """Register the run's pipeline as a new version; point `staging` at it only if it passes the gate.
+
+    With `settings.bento` (TQA_BENTO, the tag `make bento` printed), the version pins that RAG bento: a release of
+    the version runs it (`bentoml serve <tag>`), not whatever code the serving host has.
+    """
     from ml.tracking.log import connect
+
+    if settings.bento and not _is_bento_tag(settings.bento):
+        raise UserError(f"TQA_BENTO '{settings.bento}' is not a bento tag; give the name:version `make bento` printed.")
 
     mlflow = connect(settings)
     from mlflow import MlflowClient
@@ -72,6 +86,8 @@ def register_candidate(settings: Settings, gate: Gate, run_id: str | None = None
             else "does not beat production on " + ", ".join(r["metric"] for r in rows if not r["passed"])
         )
         decision = Decision(name, str(version), run_id, passed, str(production.version), rows, why)
+    if settings.bento:
+        client.set_model_version_tag(name, str(version), BENTO_TAG, settings.bento)
     client.set_model_version_tag(name, str(version), "gate", "accepted" if decision.accepted else "refused")
     client.set_model_version_tag(name, str(version), "gate.reason", decision.reason)
     if decision.accepted:

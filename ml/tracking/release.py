@@ -12,6 +12,7 @@ from typing import Any
 from ml.errors import UserError
 from ml.settings import Settings
 from ml.tracking.model import PIPELINE_FIELDS
+from ml.tracking.registry import BENTO_TAG
 
 # Fields of the logged pipeline settings a release applies; where the index lives (data dir, Weaviate address)
 # belongs to the host that serves it, not to the version.
@@ -62,6 +63,10 @@ def resolve(settings: Settings, alias: str | None = None, version: str | None = 
         what = f"version {version}" if version else f"alias '{alias}'"
         raise UserError(f"Model '{name}' has no {what} in the registry at {settings.mlflow_tracking_uri}.") from exc
     pinned = _pinned_settings(name, str(found.version))
+    # The bento a version was registered with (`TQA_BENTO=<tag> tqa register`, the CD build) wins over the one in
+    # the eval run's pipeline settings, which is logged before any bento is built.
+    if found.tags.get(BENTO_TAG):
+        pinned["bento"] = found.tags[BENTO_TAG]
     return Release(str(found.version), alias, str(found.run_id), pinned)
 
 

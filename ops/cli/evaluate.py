@@ -79,14 +79,22 @@ def run(
 def register(
     run_id: Annotated[str | None, typer.Option(help="Eval run to register (default: the latest eval run).")] = None,
     config: Annotated[Path | None, typer.Option(help="Eval YAML whose `gate.margins` apply.")] = None,
+    version_file: Annotated[
+        Path | None, typer.Option(help="Also write the registered version number to this file (CD reads it).")
+    ] = None,
 ) -> None:
-    """Register the run's pipeline; move `staging` only when it beats `production` by the gate margins."""
+    """Register the run's pipeline; move `staging` only when it beats `production` by the gate margins.
+
+    With TQA_BENTO set (the tag `make bento` printed) the version pins that RAG bento.
+    """
     from rich.table import Table
 
     from ml.eval.gate import load_config
     from ml.tracking.registry import register_candidate
 
     decision = register_candidate(Settings(), load_config(config).gate, run_id)
+    if version_file is not None:
+        version_file.write_text(decision.version + "\n")
     table = Table(title=f"{decision.model} v{decision.version} vs production v{decision.against or '-'}")
     for column in ("metric", "candidate", "production", "margin", "passed"):
         table.add_column(column)

@@ -52,13 +52,18 @@ def _window(seconds: float) -> str:
 
 
 def queries(slot: str, window_s: float) -> dict[str, str]:
-    """PromQL for one slot over the last `window_s` seconds."""
-    w, sel = _window(window_s), f'slot="{slot}",endpoint="/ask"'
+    """PromQL for one slot over the last `window_s` seconds.
+
+    Users' traffic alone decides: the persona probe's answers (`source="probe"`) are counted apart and kept out of
+    the request count, the error rate, the latency and the abstentions (serving/release_info.py).
+    """
+    w, sel = _window(window_s), f'slot="{slot}",source="user"'
     return {
-        "requests": f"sum(increase(bentoml_service_request_total{{{sel}}}[{w}]))",
+        "requests": f"sum(increase(tqa_ask_responses_total{{{sel}}}[{w}]))",
+        "probe_requests": f'sum(increase(tqa_ask_responses_total{{slot="{slot}",source="probe"}}[{w}]))',
         "error_rate": (
-            f'(sum(rate(bentoml_service_request_total{{{sel},http_response_code=~"5.."}}[{w}])) or vector(0)) / '
-            f"sum(rate(bentoml_service_request_total{{{sel}}}[{w}]))"
+            f'(sum(rate(tqa_ask_responses_total{{{sel},code=~"5.."}}[{w}])) or vector(0)) / '
+            f"sum(rate(tqa_ask_responses_total{{{sel}}}[{w}]))"
         ),
         "p95_s": f'histogram_quantile(0.95, sum by (le) (rate(tqa_ask_seconds_bucket{{slot="{slot}"}}[{w}])))',
         "abstention_rate": (
@@ -77,7 +82,7 @@ def judge(canary: dict[str, float | None], production: dict[str, float | None], 
     breaches = []
     requests = canary.get("requests") or 0.0
     if requests < limits.min_requests:
-        return [f"canary answered {requests:.0f} requests in the step, fewer than {limits.min_requests}"]
+        return [f"canary answered {requests:.0f} user requests in the step, fewer than {limits.min_requests}"]
     c_err, p_err = canary.get("error_rate") or 0.0, production.get("error_rate") or 0.0
     if c_err > p_err + limits.max_error_rate:
         breaches.append(f"error rate {c_err:.3f} > production {p_err:.3f} + {limits.max_error_rate}")

@@ -4,7 +4,8 @@ not the proxy), and their answers checked side by side.
 Prometheus says how the canary does on whatever users happen to ask; the probe says how it does on each kind of
 user: the novice, the experienced practitioner, the researcher, the contributor, and the attacker who hides an
 instruction in the question. Checks per answer: the canary answers (no error, no abstention) where production
-answers, a non-abstained answer cites sources, and an injected token is never echoed.
+answers, a non-abstained answer cites sources, and an injected token is never echoed. The probe names itself
+(`X-TQA-Probe`), so the slots count its answers apart and the Prometheus side of the analysis judges users' alone.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ from importlib import resources
 from typing import Any
 
 from pydantic import BaseModel, Field
+
+from serving.release_probe import PROBE_HEADER
 
 # dev_v2.jsonl's personas ("practitioner" is the experienced user), and the injection set's attacker.
 PERSONAS = ("novice", "practitioner", "researcher", "contributor")
@@ -85,7 +88,12 @@ def ask(url: str, question: Question, limits: ProbeLimits) -> Check:
     import httpx
 
     try:
-        r = httpx.post(f"{url}/ask", json={"question": question.text, "k": limits.k}, timeout=limits.timeout_s)
+        r = httpx.post(
+            f"{url}/ask",
+            json={"question": question.text, "k": limits.k},
+            headers={PROBE_HEADER: question.persona},
+            timeout=limits.timeout_s,
+        )
     except httpx.HTTPError:
         return Check(0)
     try:

@@ -76,6 +76,17 @@ def test_register_refuses_bm25_only_and_accepts_current(indexed, mlflow_server, 
     assert client.get_model_version_by_alias("tqa-test", STAGING).version == accepted.version
     assert client.get_model_version("tqa-test", refused.version).tags["gate"] == "refused"
 
+    # CD registers the bento `make bento` built (TQA_BENTO): the version pins it, and a release of it runs that bento.
+    from ml.errors import UserError
+    from ml.tracking.release import resolve
+
+    built = register_candidate(settings.model_copy(update={"bento": "tqa-rag:0123456789ab"}), CONFIG.gate, again_run)
+    assert client.get_model_version("tqa-test", built.version).tags["tqa.bento"] == "tqa-rag:0123456789ab"
+    assert resolve(settings, version=built.version).pinned["bento"] == "tqa-rag:0123456789ab"
+    assert resolve(settings, version=accepted.version).pinned.get("bento", "") == ""
+    with pytest.raises(UserError, match="is not a bento tag"):
+        register_candidate(settings.model_copy(update={"bento": "tqa-rag"}), CONFIG.gate, again_run)
+
     run = client.get_run(again_run)
     assert run.data.params["retrieval.alpha"] == "0.5"
     assert run.data.params["dataset_hash"] == json.loads((dataset_dir / "manifest.json").read_text())["dataset_hash"]

@@ -31,7 +31,10 @@ MODEL = "tqa-release-test"
 
 @pytest.fixture(scope="module")
 def release(indexed, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
-    """Versions 1 (production: never abstains), 2 (bad: abstains on everything), 3 (good: another hybrid weight)."""
+    """Versions 1 (production: never abstains), 2 (bad: abstains on everything), 3 (good: another hybrid weight),
+    4 (bad: half its answers are 500s), 5 (bad: every answer 1.5 s late); 4 and 5 are release drills
+    (TQA_FAULT_ERROR_SHARE, TQA_FAULT_DELAY_S pinned in the version).
+    """
     mlflow_server = MlflowServer(tmp_path_factory.mktemp("mlflow"), port=free_port())
     with mlflow_server:
         settings = indexed.settings.model_copy(update={"mlflow_tracking_uri": mlflow_server.uri})
@@ -40,6 +43,8 @@ def release(indexed, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]
             "good": register_version(settings, MODEL, work / "v1", abstain_threshold=0.0),
             "bad": register_version(settings, MODEL, work / "v2", abstain_threshold=1.0),
             "next": register_version(settings, MODEL, work / "v3", abstain_threshold=0.0, alpha=0.6),
+            "erroring": register_version(settings, MODEL, work / "v4", abstain_threshold=0.0, fault_error_share=0.5),
+            "slow": register_version(settings, MODEL, work / "v5", abstain_threshold=0.0, fault_delay_s=1.5),
         }
         env = release_env(
             settings.data_dir, settings.weaviate_port, settings.weaviate_grpc_port, mlflow_server.uri, MODEL
@@ -169,6 +174,8 @@ def test_a_canary_that_answers_badly_is_rolled_back_by_the_analysis(release: dic
     numbers = rollback["numbers"]
     assert numbers["canary"]["abstention_rate"] > 0.9 and (numbers["production"]["abstention_rate"] or 0.0) < 0.1
     assert numbers["canary"]["error_rate"] == 0.0  # it answered: the analysis, not a crash, caught it
+    # The probe's 15 questions to the canary are counted apart: users' requests alone make `requests`.
+    assert numbers["canary"]["probe_requests"] >= 10
     assert any(b.startswith("abstention rate") for b in numbers["breaches"])
     probed = numbers["probe"]
     assert set(probed) == {"novice", "practitioner", "researcher", "contributor", "adversarial"}
@@ -196,6 +203,44 @@ def test_a_canary_that_answers_badly_is_rolled_back_by_the_analysis(release: dic
     tags = MlflowClient(release["uri"]).get_model_version(MODEL, versions["bad"]).tags
     assert tags["rollout.decision"] == "rolled_back" and "abstention rate" in tags["rollout.reason"]
     assert json.loads(tags["rollout.numbers"])["canary"]["abstention_rate"] > 0.9
+
+
+@pytest.mark.parametrize(("kind", "breach"), [("erroring", "error rate"), ("slow", "p95")])
+def test_a_canary_that_errors_or_is_slow_is_rolled_back_by_the_analysis(release: dict, kind: str, breach: str) -> None:
+    """A version that answers half its requests with a 500, and one that answers every request 1.5 s late: each is
+    rolled back at the end of its first step by the Prometheus side of the analysis (users' requests only); users see
+    its errors only from its share and only while the step lasts.
+    """
+    env, versions, log = release["env"], release["versions"], release["log"]
+    version = versions[kind]
+    _ok(tqa(env, "release", "deploy", "--env", "canary", "--version", version, log=log))
+    with Traffic(_proxy_url(release), users=4) as traffic:
+        time.sleep(2)
+        process, seen = _start_canary(release, "20,100", "10")
+        _, stderr = process.communicate(timeout=180)
+        ended = time.time()
+        time.sleep(2)
+    assert process.returncode == 1, stderr
+    events = [json.loads(line) for line in _events(release).read_text().splitlines()[seen:]]
+    assert [e["event"] for e in events] == ["canary", "step", "analysis", "rollback"]
+    step, rollback = events[1], events[3]
+    numbers = rollback["numbers"]
+    assert any(b.startswith(breach) for b in numbers["breaches"]), numbers
+    assert numbers["canary"]["requests"] >= 5
+    if kind == "erroring":
+        assert numbers["canary"]["error_rate"] > 0.2 and (numbers["production"]["error_rate"] or 0.0) == 0.0
+    else:
+        assert numbers["canary"]["p95_s"] > 1.4 and numbers["production"]["p95_s"] < 1.0
+    # What users saw of it: only during its step, at most about its share, and nothing once it was rolled back.
+    during = [o for o in traffic.outcomes if step["time"] <= o.time < rollback["time"]]
+    on_canary = [o for o in during if o.version == version]
+    assert 0 < len(on_canary) <= 0.5 * len(during), (len(on_canary), len(during))
+    assert all(o.version == version and step["time"] <= o.time < rollback["time"] for o in traffic.failures())
+    assert (len(traffic.failures()) > 0) == (kind == "erroring")
+    assert traffic.versions(ended + 1) and set(traffic.versions(ended + 1)) == {versions["good"]}
+    status = _status(release)
+    assert status["aliases"]["production"] == versions["good"] and status["aliases"]["canary"] is None
+    assert status["rollout"]["phase"] == "rolled_back"
 
 
 def test_a_killed_canary_command_resumes_and_promotes(release: dict) -> None:

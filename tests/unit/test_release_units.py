@@ -87,6 +87,8 @@ def test_proxy_config_carries_weights_cookies_and_maintenance(tmp_path: Path) ->
     assert "server blue 127.0.0.1:9001 weight 95 cookie blue check" in text
     assert "server green 127.0.0.1:9002 weight 5 cookie green check inter 500 fall 2 rise 2 disabled" in text
     assert "cookie TQA_SLOT insert" in text
+    # Users cannot pass for the persona probe, whose answers the canary analysis leaves out.
+    assert "http-request del-header X-TQA-Probe" in text.split("frontend tqa")[1].split("backend tqa")[0]
 
 
 class _Side(BaseHTTPRequestHandler):
@@ -95,8 +97,10 @@ class _Side(BaseHTTPRequestHandler):
     abstain = False
     cite = True
     echo = False
+    probe_headers: list[str | None] = []
 
     def do_POST(self) -> None:  # noqa: N802 (http.server's name)
+        self.probe_headers.append(self.headers.get("X-TQA-Probe"))
         question = json.loads(self.rfile.read(int(self.headers["Content-Length"])))["question"]
         answer = {
             "answer": f"Use it. {question if self.echo else ''}",
@@ -115,7 +119,7 @@ class _Side(BaseHTTPRequestHandler):
 
 
 def _serve(**behaviour: bool) -> ThreadingHTTPServer:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), type("Side", (_Side,), behaviour))
+    server = ThreadingHTTPServer(("127.0.0.1", 0), type("Side", (_Side,), {"probe_headers": [], **behaviour}))
     threading.Thread(target=server.serve_forever, daemon=True).start()
     return server
 
@@ -158,6 +162,8 @@ def test_probe_names_each_persona_a_bad_canary_fails(canary: dict, breach: str) 
     personas = [ADVERSARIAL] if canary.get("echo") else [*PERSONAS, ADVERSARIAL]
     assert [b.split(":")[0] for b in breaches] == [f"probe {p}" for p in personas]
     assert all(breach in b for b in breaches)
+    # Every probe question names its persona, so the slots count it apart from users' requests.
+    assert Counter(bad.RequestHandlerClass.probe_headers) == {p: 2 for p in (*PERSONAS, ADVERSARIAL)}
 
 
 def test_probe_counts_an_unreachable_canary_as_lost() -> None:
