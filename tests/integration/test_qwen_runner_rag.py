@@ -18,8 +18,10 @@ from ml.answer.llm import LLMAnswerer, build_messages, source_texts
 from ml.answer.verify import verify_answer
 from ml.settings import Settings
 from ml.types import Chunk, Hit
+from tests.integration.conftest import Indexed
 from tests.support.ports import free_port
 from tests.support.qwen_runner import start_runner, stop_runner
+from tests.support.runner_faults import run_runner_fault_scenario
 from tests.support.tiny_qwen import build_tiny_model
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -106,3 +108,15 @@ def test_runner_down_answers_extractively_and_opens_the_circuit(monkeypatch: pyt
     assert answerer.state == "open"
     # Once the circuit is open the dead runner is not called at all: no attempt, no connect wait.
     assert "llm_attempt_ms" in answers[0].timings_ms and "llm_attempt_ms" not in answers[-1].timings_ms
+
+
+def test_runner_killed_behind_the_service_answers_extractively_and_recovers_when_it_returns(
+    indexed: Indexed, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    model = build_tiny_model(tmp_path_factory.mktemp("tiny-qwen-fault"))
+    report = run_runner_fault_scenario(indexed.settings, model, tmp_path_factory.mktemp("runner-fault"), down_s=5.0)
+    assert report.reached_before == report.asks_before > 0
+    assert report.failed == 0, report.errors[:3]
+    assert report.asks_down > 0 and report.reached_while_down == 0
+    assert set(report.down_reasons) <= {"llm unavailable", "circuit open"}, report.down_reasons
+    assert report.recovered_s < 60, "no answer reached the runner after it came back"

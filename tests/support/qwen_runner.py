@@ -15,13 +15,15 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def start_runner(
-    model_dir: Path, home: Path, env: dict[str, str] | None = None, timeout_s: float = 120.0
+    model_dir: Path, home: Path, env: dict[str, str] | None = None, timeout_s: float = 120.0, port: int | None = None
 ) -> tuple[subprocess.Popen[bytes], str]:
     """`bentoml serve` the runner on `model_dir` with `TQA_RUNNER_*` settings from `env`; returns once /readyz is 200.
 
+    `port` (default: a free one) lets a killed runner come back where its clients expect it.
+
     The runner's output goes to a log file in `home` (its `BENTOML_HOME`), whose tail is in the error if it fails.
     """
-    port = free_port()
+    port = port or free_port()
     full_env = {
         **os.environ,
         "BENTOML_DO_NOT_TRACK": "true",
@@ -30,7 +32,7 @@ def start_runner(
         **(env or {}),
     }
     log = home / f"runner-{port}.log"
-    with log.open("w") as out:
+    with log.open("a") as out:
         proc = subprocess.Popen(
             [sys.executable, "-m", "bentoml", "serve", "serving.qwen_runner:QwenRunner"]
             + ["--host", "127.0.0.1", "--port", str(port)],
