@@ -275,6 +275,9 @@ class QA:
         started = time.perf_counter()
         timings: dict[str, float] = {}
         hits = self.retriever.search(text, k=k, timings=timings)
+        fetched = time.perf_counter()
+        hits = with_bodies(self.index, hits)
+        timings["body_ms"] = (time.perf_counter() - fetched) * 1000
         if hits_out is not None:
             hits_out.extend(hits)
         answer = self.answerer.answer(text, hits)
@@ -286,6 +289,25 @@ class QA:
             self._batcher.close()
         if self._owns_index:
             self.index.close()
+
+
+# Hits whose symbol's whole code can say more than the hit: a part of a split function, an argument entry or a
+# usage example (the function or class they document), a function or method.
+BODY_KINDS = frozenset({"function", "method", "argument", "example"})
+
+
+def with_bodies(index: Any, hits: list[Any], top: int = 3) -> list[Any]:
+    """The hits with `Hit.body` set for the top `top` code hits: one query fetches every part of their symbols, so
+    the answer can quote the statements a hit's own lines lack (`WeaviateIndex.symbol_bodies`)."""
+    keys = [(h.chunk.path, h.chunk.symbol) for h in hits[:top] if h.chunk.kind in BODY_KINDS and h.chunk.symbol]
+    if not keys:
+        return hits
+    bodies = index.symbol_bodies(keys)
+    out = []
+    for n, hit in enumerate(hits):
+        body = bodies.get((hit.chunk.path, hit.chunk.symbol)) if n < top and hit.chunk.kind in BODY_KINDS else None
+        out.append(hit.model_copy(update={"body": body}) if body is not None else hit)
+    return out
 
 
 def load_ranker(settings: Settings) -> Any:

@@ -56,6 +56,11 @@ class Hit(BaseModel):
     chunk: Chunk
     score: float
     dense: float = Field(default=0.0, description="Cosine similarity between the query and the chunk.")
+    body: Chunk | None = Field(
+        default=None,
+        description="The code of the symbol the chunk belongs to (a split function joined, the function an argument "
+        "or example documents), when the pipeline fetched it for the answer.",
+    )
 
 
 class SearchResult(BaseModel):

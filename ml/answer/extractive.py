@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import functools
 import math
 import re
@@ -119,11 +120,18 @@ class ExtractiveAnswerer:
             lines = self._history_lines(chosen, q)
         else:
             lines = self._file_lines(question, chosen, q)
+        # A source quoted from outside its own lines (from its whole symbol, `Hit.body`) cites the symbol's lines, so
+        # the link shows what was quoted.
+        cited = list(chosen)
+        for n, hit in enumerate(chosen, 1):
+            if hit.body is not None and _quotes_outside(lines, n, hit.chunk.text, hit.body.text):
+                cited[n - 1] = hit.model_copy(update={"chunk": hit.body})
+                lines = [line.replace(_where(hit.chunk), _where(hit.body)) for line in lines]
         return Answer(
             answer="\n".join(lines[: self.max_lines]),
             confidence=confidence,
             abstained=False,
-            sources=[source_of(n, h) for n, h in enumerate(chosen, 1)],
+            sources=[source_of(n, h) for n, h in enumerate(cited, 1)],
             timings_ms={"answer_ms": (time.perf_counter() - started) * 1000},
             answerer=self.name,
         )
@@ -176,12 +184,22 @@ class ExtractiveAnswerer:
             if sentence:
                 body.append(f"{sentence} [1]")
         code_room = max(0, budget - len(body))
-        if kind in ("error", "howto", "default") or first.kind not in CODE_KINDS:
+        # The code is the top hit's whole symbol when the pipeline fetched it: a split function's other part or the
+        # function an argument documents holds the statements the hit itself lacks.
+        # A documented argument asked about is answered by its own entry, not by the rest of its class.
+        own = kind in ("default", "error") and first.kind in ("argument", "example")
+        source = first if own else chosen[0].body or first
+        if kind in ("error", "howto", "default") or source.kind not in CODE_KINDS:
             code = self._best_code_lines(
-                _body(first), q, limit=code_room, exclude=shown + "\n".join(body), code_only=kind == "error"
+                _body(source),
+                q,
+                limit=code_room,
+                exclude=shown + "\n".join(body),
+                code_only=kind == "error",
+                values=kind == "default",
             )
         else:
-            code = self._code_window(_body(first), q, code_room, exclude=shown + "\n".join(body))
+            code = self._code_window(_body(source), q, code_room, exclude=shown + "\n".join(body))
         body.extend(f"    {line} [1]" for line in code)
         lines = lead + body
         for n in see_also:
@@ -204,7 +222,7 @@ class ExtractiveAnswerer:
         best: tuple[float, int, Example] | None = None
         for n, hit in enumerate(chosen, 1):
             owner = hit.chunk.symbol.split(".")[0]
-            for ex in examples(hit.chunk):
+            for ex in _unique(examples(hit.chunk) + (examples(hit.body) if hit.body else [])):
                 if INSTRUCTION_LIKE.search(" ".join(ex.lines)):
                     continue
                 text = " ".join(ex.lines)
@@ -236,7 +254,8 @@ class ExtractiveAnswerer:
         scored: list[tuple[float, int, Argument]] = []
         for n, hit in enumerate(chosen, 1):
             risky = _risky(hit.chunk.text)
-            for arg in arguments(hit.chunk):
+            # An argument entry retrieved alone has siblings: the symbol's other documented arguments.
+            for arg in _unique_by_name(arguments(hit.chunk) + (arguments(hit.body) if hit.body else [])):
                 if risky and INSTRUCTION_LIKE.search(f"{arg.head} {arg.description}"):
                     continue
                 score = (
@@ -296,11 +315,13 @@ class ExtractiveAnswerer:
         """The `raise` whose message matches the question, with its guarding condition."""
         best: tuple[float, int, tuple[str, ...]] | None = None
         for n, hit in enumerate(chosen, 1):
-            for r in raises(hit.chunk):
+            own = raises(hit.chunk)
+            for r in _unique(own + (raises(hit.body) if hit.body else [])):
                 text = " ".join(r.lines)
                 if INSTRUCTION_LIKE.search(text):
                     continue
-                score = len(q & _stems(text)) - 0.3 * (n - 1)
+                # A raise elsewhere in the hit's symbol counts less than one in the lines retrieval matched.
+                score = len(q & _stems(text)) - 0.3 * (n - 1) - (0.0 if r in own else 1.0)
                 if best is None or score > best[0]:
                     best = (score, n, r.lines)
         if best is None or best[0] <= 0:
@@ -328,32 +349,41 @@ class ExtractiveAnswerer:
         it does reads in order (the lines around a matching one hold the names it works with), docstrings left out."""
         if limit <= 0:
             return []
-        in_doc = _docstring_lines(text)
+        skip = _docstring_lines(text) | _signature_lines(text)
         risky = _risky(text)
         lines = []
+        # A question word found on many lines ("scan" in a scan function) says less about where to look than one
+        # found once: each counts 1 / (lines holding it).
+        seen = collections.Counter(w for line in text.splitlines() for w in q & _stems(line))
+        credit = 0.0  # a comment's words count for the statement it introduces, which is what gets quoted
         for i, line in enumerate(text.splitlines()):
             stripped = line.strip()
+            if stripped.startswith("#") and i not in skip:
+                credit += sum(1 / seen[w] for w in q & _stems(stripped))
+                continue
             if (
                 not stripped
-                or i in in_doc
-                or stripped.startswith(("#", "@"))
+                or i in skip
+                or stripped.startswith("@")
                 or (risky and INSTRUCTION_LIKE.search(stripped))
                 or stripped.rstrip(":")[:160] in exclude
             ):
                 continue
-            lines.append((len(q & _stems(stripped)), stripped[:160]))
+            lines.append((sum(1 / seen[w] for w in q & _stems(stripped)) + credit, stripped[:160]))
+            credit = 0.0
         if not lines:
             return []
         scores = [w for w, _ in lines]
-        start = max(range(max(1, len(lines) - limit + 1)), key=lambda i: (sum(scores[i : i + limit]), -i))
+        start = max(range(max(1, len(lines) - limit + 1)), key=lambda i: (round(sum(scores[i : i + limit]), 6), i))
         window = lines[start : start + limit]
         return [f"`{line}`" for _, line in window] if sum(w for w, _ in window) else []
 
     def _best_code_lines(
-        self, text: str, q: set[str], limit: int, exclude: str = "", code_only: bool = False
+        self, text: str, q: set[str], limit: int, exclude: str = "", code_only: bool = False, values: bool = False
     ) -> list[str]:
         """Lines sharing most words with the question; with `code_only`, never a docstring line (prose is quoted as
-        sentences), and statements before parameter lines."""
+        sentences), and statements before parameter lines; with `values` (a question about a default), lines that
+        set a literal value first."""
         if limit <= 0:
             return []
         in_doc = _docstring_lines(text) if code_only else set()
@@ -377,6 +407,7 @@ class ExtractiveAnswerer:
                 # For an error, a statement (assignment, call, return, condition) says more than a parameter line.
                 # (Tried for every kind, weighting docstring lines down: no better on the tuning half.)
                 weight = overlap + (0.5 if code_only and _STATEMENT.search(stripped) else 0.0)
+                weight += 1.0 if values and _LITERAL.search(stripped) else 0.0
                 scored.append((weight, -i, stripped[:160]))
         scored.sort(reverse=True)
         return [f"`{line}`" for _, _, line in scored[:limit]]
@@ -385,6 +416,55 @@ class ExtractiveAnswerer:
 CODE_KINDS = frozenset({"function", "method", "class"})
 _STATEMENT = re.compile(r"^(return|if|elif|for|while|raise)\b|[^=!<>]=[^=]|\w\(")
 _QUOTES = ('"""', "'''")
+# `x = 1`, `eps=(1e-30, 1e-3)`, `default="adamw_torch"`: a line that sets a value as written.
+_LITERAL = re.compile(r"""[^=!<>]=\s*\(?\s*(-?\d[\w.+-]*|True|False|None|"[^"]*"|'[^']*')""")
+
+
+def _unique_by_name(args: list[Argument]) -> list[Argument]:
+    seen: set[str] = set()
+    return [a for a in args if not (a.name in seen or seen.add(a.name))]
+
+
+def _quotes_outside(lines: list[str], n: int, own: str, body: str) -> bool:
+    """Whether a line citing [n] quotes code or an argument entry found in `body` but not in the hit's `own` text."""
+    tag = f" [{n}]"
+    for line in lines:
+        if not line.endswith(tag):
+            continue
+        quote = ""
+        if line.startswith("    `"):
+            quote = line[: -len(tag)].strip()[1:-1]
+        elif " argument `" in line:
+            quote = re.split(r"`(?::| \[)", line.split(" argument `", 1)[1], maxsplit=1)[0]
+        if quote and quote not in own and quote in body:
+            return True
+    return False
+
+
+def _unique(items: list) -> list:
+    """`items` without repeats, first occurrence kept (a hit's own examples or raises, then its symbol's)."""
+    return list(dict.fromkeys(items))
+
+
+def _signature_lines(text: str) -> set[int]:
+    """0-based indexes of a function's own definition header (when the text starts with one, decorators aside): its
+    `def` line through the line that closes its parameters, and the "(continued, part N of M)" line a later part
+    carries. Parameters restate the question's words without saying what the code does."""
+    lines = text.splitlines()
+    first = next((i for i, line in enumerate(lines) if line.strip() and not line.strip().startswith("@")), None)
+    if first is None or not re.match(r"(async\s+)?def\s", lines[first].strip()):
+        return set()
+    out: set[int] = set()
+    depth = 0
+    for i in range(first, len(lines)):
+        stripped = lines[i].strip()
+        out.add(i)
+        depth += stripped.count("(") + stripped.count("[") - stripped.count(")") - stripped.count("]")
+        if depth <= 0 and re.search(r":\s*(#.*)?$", stripped):
+            if i + 1 < len(lines) and lines[i + 1].strip().startswith("... (continued, part"):
+                out.add(i + 1)
+            break
+    return out
 
 
 def _docstring_lines(text: str) -> set[int]:

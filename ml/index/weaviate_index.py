@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -282,6 +283,51 @@ class WeaviateIndex:
             for obj in response.objects:
                 found.setdefault(str(obj.properties["path"]), set()).add(str(obj.uuid))
         return found
+
+    def symbol_bodies(self, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], Chunk]:
+        """The code of each `(path, symbol)`: a function or method whole, its split parts joined; a class as its
+        outline chunk. Keys with no code chunk (a doc section, a commit) are left out."""
+        from weaviate.classes.query import Filter
+
+        from ml.sources.python_code import join_parts
+
+        wanted = {k for k in keys if k[0] and k[1]}
+        if not wanted:
+            return {}
+        paths = sorted({path for path, _ in wanted})
+        # `symbol` is word-tokenized: the filter narrows to chunks sharing its words, the exact match is made here.
+        symbol_filter = Filter.any_of([Filter.by_property("symbol").equal(symbol) for _, symbol in sorted(wanted)])
+        response = self.collection.query.fetch_objects(
+            filters=Filter.all_of(
+                [
+                    Filter.by_property("path").contains_any(paths),
+                    Filter.by_property("kind").contains_any(["function", "method", "class"]),
+                    symbol_filter if len(wanted) > 1 else Filter.by_property("symbol").equal(next(iter(wanted))[1]),
+                ]
+            ),
+            limit=200,
+            return_properties=["text", *CHUNK_FIELDS],
+        )
+        parts: dict[tuple[str, str], list[Chunk]] = {}
+        for obj in response.objects:
+            props = dict(obj.properties)
+            chunk = chunk_from_properties(str(obj.uuid), props.get("text") or "", props)
+            if (chunk.path, chunk.symbol) in wanted:
+                parts.setdefault((chunk.path, chunk.symbol), []).append(chunk)
+        out: dict[tuple[str, str], Chunk] = {}
+        for key, chunks in parts.items():
+            chunks.sort(key=lambda c: c.start_line)
+            if len(chunks) == 1:
+                out[key] = chunks[0]
+                continue
+            joined = join_parts([(c.start_line, c.end_line, c.text) for c in chunks])
+            if joined is None:
+                continue
+            start, end, text = joined
+            first = chunks[0]
+            url = re.sub(r"#L\d+-L\d+$", f"#L{start}-L{end}", first.url) if first.url else ""
+            out[key] = first.model_copy(update={"start_line": start, "end_line": end, "text": text, "url": url})
+        return out
 
     def delete_ids(self, ids: Iterable[str]) -> int:
         from weaviate.classes.query import Filter

@@ -163,6 +163,26 @@ def chunk_python(source: str, module: str) -> list[Piece]:
     return pieces
 
 
+def join_parts(parts: list[tuple[int, int, str]]) -> tuple[int, int, str] | None:
+    """The whole function from its stored parts `(start_line, end_line, text)` (any order, overlaps allowed): each
+    part's last `end - start + 1` lines are its file lines, after the signature a later part repeats. None when the
+    parts leave a gap (one is missing), so a caller never quotes a function with lines silently dropped."""
+    if not parts:
+        return None
+    by_line: dict[int, str] = {}
+    for start, end, text in parts:
+        lines = text.splitlines()
+        count = end - start + 1
+        if count <= 0 or len(lines) < count:
+            return None
+        for offset, line in enumerate(lines[len(lines) - count :]):
+            by_line.setdefault(start + offset, line)
+    first, last = min(by_line), max(by_line)
+    if len(by_line) != last - first + 1:
+        return None
+    return first, last, "\n".join(by_line[n] for n in range(first, last + 1))
+
+
 LICENSE_WORDS = ("copyright", "license", "licensed")
 
 

@@ -90,3 +90,26 @@ def test_damaged_files_are_indexed_and_counted(tmp_path: Path, indexed: Indexed)
         assert report.non_utf8 == ["transformers/latin1.py"]
         paths = index.ids_for_paths(["transformers/broken.py", "transformers/latin1.py"])
         assert all(paths.values())
+
+
+def test_a_split_function_is_fetched_whole_for_the_answer(indexed: Indexed) -> None:
+    from ml.pipeline import with_bodies
+    from ml.types import Hit
+
+    path = "transformers/masking_utils.py"
+    stored = [c for c in indexed.index.iter_chunks() if c.path == path and c.symbol == "create_causal_mask"]
+    parts = sorted((c for c in stored if c.kind == "function"), key=lambda c: c.start_line)
+    assert len(parts) > 1  # the fixture function is long enough to be split
+    body = indexed.index.symbol_bodies([(path, "create_causal_mask"), (path, "no_such_symbol")])
+    assert set(body) == {(path, "create_causal_mask")}
+    whole = body[(path, "create_causal_mask")]
+    assert (whole.start_line, whole.end_line) == (parts[0].start_line, parts[-1].end_line)
+    lines = (indexed.corpus.base / path).read_text().splitlines()
+    assert whole.text == "\n".join(lines[whole.start_line - 1 : whole.end_line])
+    assert whole.url.endswith(f"#L{whole.start_line}-L{whole.end_line}")
+    # An argument entry of the function gets the function as its body; a module chunk gets none.
+    unit = next(c for c in stored if c.kind == "argument")
+    doc = next(c for c in indexed.index.iter_chunks() if c.kind == "module")
+    hits = with_bodies(indexed.index, [Hit(chunk=unit, score=1.0), Hit(chunk=doc, score=0.5)])
+    assert hits[0].body is not None and hits[0].body.text == whole.text
+    assert hits[1].body is None

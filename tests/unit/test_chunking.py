@@ -5,7 +5,7 @@ from __future__ import annotations
 import textwrap
 
 from ml.sources.docs import chunk_markdown
-from ml.sources.python_code import MAX_LINES, chunk_python, module_name
+from ml.sources.python_code import MAX_LINES, chunk_python, join_parts, module_name
 
 SOURCE = textwrap.dedent(
     '''\
@@ -84,6 +84,19 @@ def test_long_function_is_split_with_overlap_and_keeps_symbol() -> None:
         assert b.start_line <= a.end_line  # overlap: no line falls between two parts
     assert all(p.end_line - p.start_line + 1 <= MAX_LINES for p in parts)
     assert parts[1].text.startswith("def long_one():")  # later parts carry the signature for context
+
+
+def test_split_function_parts_join_back_into_its_exact_lines() -> None:
+    body = "\n".join(f"    x{i} = {i}" for i in range(200))
+    source = f"def long_one(\n    a,\n    b,\n):\n{body}\n    return x0\n"
+    parts = [(p.start_line, p.end_line, p.text) for p in chunk_python(source, "m") if p.symbol == "long_one"]
+    assert len(parts) > 2
+    start, end, text = join_parts(list(reversed(parts)))  # type: ignore[misc]
+    assert (start, end) == (1, 205)
+    assert text == "\n".join(source.splitlines()[:205])
+    # A missing middle part leaves a gap: nothing is quoted rather than a function with lines silently dropped.
+    assert join_parts([parts[0], parts[-1]]) is None
+    assert join_parts([]) is None
 
 
 def test_unparsable_python_becomes_text_windows_not_dropped() -> None:

@@ -243,3 +243,49 @@ def test_how_something_works_quotes_consecutive_statements_around_the_match() ->
     order = [next(i for i, line in enumerate(code) if key in line) for key in ("named_parameters", "n_layer")]
     assert order == sorted(order)
     assert not any("Reinitialize" in line for line in code)
+
+
+SOFTCAP_EXAMPLE = Chunk(
+    id="3",
+    kind="example",
+    path="transformers/models/gemma2/modeling_gemma2.py",
+    start_line=12,
+    end_line=14,
+    symbol="Gemma2ForCausalLM.forward",
+    url="https://github.com/huggingface/transformers/blob/v1/src/transformers/models/gemma2/modeling_gemma2.py#L12-L14",
+    text="Gemma2ForCausalLM.forward usage example\n"
+    'model = Gemma2ForCausalLM.from_pretrained("google/gemma-2-9b")\noutputs = model(**inputs)',
+)
+SOFTCAP_BODY = SOFTCAP_EXAMPLE.model_copy(
+    update={
+        "kind": "method",
+        "start_line": 5,
+        "end_line": 24,
+        "url": SOFTCAP_EXAMPLE.url.replace("#L12-L14", "#L5-L24"),
+        "text": "def forward(self, input_ids, labels=None):\n"
+        '    """Example:\n    model = Gemma2ForCausalLM.from_pretrained("google/gemma-2-9b")\n'
+        '    outputs = model(**inputs)\n    """\n'
+        "    hidden_states = self.model(input_ids)\n"
+        "    logits = self.lm_head(hidden_states)\n"
+        "    # Soft-cap the final logits\n"
+        "    if self.config.final_logit_softcapping is not None:\n"
+        "        logits = logits / self.config.final_logit_softcapping\n"
+        "        logits = torch.tanh(logits)\n"
+        "        logits = logits * self.config.final_logit_softcapping\n"
+        "    return logits",
+    }
+)
+
+
+def test_a_hit_without_the_code_asked_about_is_answered_from_its_whole_symbol() -> None:
+    question = "How does Gemma 2 cap the final vocabulary logits before returning them?"
+    answerer = ExtractiveAnswerer(threshold=0.0)
+    alone = answerer.answer(question, [Hit(chunk=SOFTCAP_EXAMPLE, score=1.0, dense=0.6)])
+    assert "tanh" not in alone.answer and alone.sources[0].start_line == 12
+    answer = answerer.answer(question, [Hit(chunk=SOFTCAP_EXAMPLE, score=1.0, dense=0.6, body=SOFTCAP_BODY)])
+    assert "logits = torch.tanh(logits)" in answer.answer
+    assert "def forward" not in answer.answer  # the signature restates the question's words, it explains nothing
+    # What was quoted lies outside the hit's own lines, so the citation is the whole symbol, text and link alike.
+    assert (answer.sources[0].start_line, answer.sources[0].end_line) == (5, 24)
+    assert answer.sources[0].url.endswith("#L5-L24")
+    assert "modeling_gemma2.py:5-24" in answer.answer and ":12-14" not in answer.answer
