@@ -14,6 +14,8 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+import numpy as np
+
 from ml.errors import UserError
 from ml.index.embed import embedding_text
 from ml.index.state import FileState, StateStore
@@ -92,7 +94,52 @@ class IndexSink:
         self.index, self.embedder = index, embedder
 
     def embed(self, chunks: list[Chunk]) -> Any:
-        return self.embedder.embed_documents([embedding_text(c) for c in chunks])
+        """Vectors for `chunks`; a chunk stored with the same embedding text keeps its stored vector.
+
+        A sync re-chunks every file a new commit touched, and most of such a file's chunks only change their pin and
+        blame history, not their text: re-embedding them was most of a per-commit sync's time.
+        """
+        texts = [embedding_text(c) for c in chunks]
+        stored = self._stored([c.id for c in chunks]) if chunks else {}
+        reused = {
+            i: stored[c.id][1]
+            for i, c in enumerate(chunks)
+            if c.id in stored and embedding_text(stored[c.id][0]) == texts[i]
+        }
+        if not reused:
+            return self.embedder.embed_documents(texts)
+        vectors = np.zeros((len(chunks), next(iter(reused.values())).shape[0]), dtype=np.float32)
+        for i, vector in reused.items():
+            vectors[i] = vector
+        todo = [i for i in range(len(chunks)) if i not in reused]
+        if todo:
+            vectors[todo] = self.embedder.embed_documents([texts[i] for i in todo])
+        return vectors
+
+    def _stored(self, ids: list[str]) -> dict[str, tuple[Chunk, np.ndarray]]:
+        """The stored chunks among `ids` (text, kind, path and symbol only) with their vectors."""
+        from weaviate.classes.query import Filter
+
+        from ml.index.weaviate_index import chunk_from_properties
+
+        out: dict[str, tuple[Chunk, np.ndarray]] = {}
+        for start in range(0, len(ids), 1000):
+            group = ids[start : start + 1000]
+            response = self.index.collection.query.fetch_objects(
+                filters=Filter.by_id().contains_any(group),
+                limit=len(group),
+                include_vector=True,
+                return_properties=["text", "kind", "path", "symbol"],
+            )
+            for obj in response.objects:
+                vector = obj.vector.get("default") if isinstance(obj.vector, dict) else obj.vector
+                if vector:
+                    props = dict(obj.properties)
+                    out[str(obj.uuid)] = (
+                        chunk_from_properties(str(obj.uuid), props.get("text") or "", props),
+                        np.asarray(vector, dtype=np.float32),
+                    )
+        return out
 
     def write(self, chunks: list[Chunk], vectors: Any) -> None:
         self.index.upsert(chunks, vectors)

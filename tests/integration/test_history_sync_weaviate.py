@@ -62,6 +62,24 @@ def read_back(index: WeaviateIndex) -> dict[str, tuple[Any, ...]]:
     }
 
 
+def stored_vectors(index: WeaviateIndex) -> dict[str, np.ndarray]:
+    return {
+        str(o.uuid): np.asarray(o.vector["default"], dtype=np.float32)
+        for o in index.collection.iterator(include_vector=True, return_properties=[])
+    }
+
+
+class CountingEmbedder:
+    """Counts the texts a sink asks to embed (a sync reuses the stored vector of a chunk whose text is unchanged)."""
+
+    def __init__(self, inner: CachedEmbedder) -> None:
+        self.inner, self.model_name, self.asked = inner, inner.model_name, 0
+
+    def embed_documents(self, texts: list[str]) -> np.ndarray:
+        self.asked += len(texts)
+        return self.inner.embed_documents(texts)
+
+
 def git(repo: Path, *args: str) -> str:
     return subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True, check=True).stdout
 
@@ -125,6 +143,7 @@ def test_step_by_step_sync_into_weaviate_equals_a_fresh_sync_of_each_commit(
     repo, heads = built
     main, scratch = indexes
     cached = CachedEmbedder(embedder)
+    counting, written = CountingEmbedder(cached), 0
     main.ensure_collection()
     state = StateStore(tmp_path / "state.sqlite", "minitf")
     crash_head = heads[11]  # the merge of the feature branch: three commits, a modified README and modeling.py
@@ -140,7 +159,8 @@ def test_step_by_step_sync_into_weaviate_equals_a_fresh_sync_of_each_commit(
                 sync_git(repo, CrashingSink(main, cached, crash_at=2), state, OWNER, head)
             assert state.get("head") == steps[n - 1]  # the recorded head did not move
             torn = read_back(main)
-        sync_git(repo, IndexSink(main, cached), state, OWNER, head)
+        report = sync_git(repo, IndexSink(main, counting), state, OWNER, head)
+        written += report.chunks_written
         assert state.get("head") == head
 
         scratch.drop()
@@ -154,11 +174,16 @@ def test_step_by_step_sync_into_weaviate_equals_a_fresh_sync_of_each_commit(
         differing = [i for i in got if got[i] != want[i]]
         assert not differing, f"step {n}: {got[differing[0]][:5]} != {want[differing[0]][:5]}"
         assert main.count() == len(got)  # no duplicates behind the iterator
+        # Reused vectors are the vectors of the chunk's text now: the same as a from-scratch embedding.
+        got_vectors, want_vectors = stored_vectors(main), stored_vectors(scratch)
+        assert all(np.array_equal(got_vectors[i], want_vectors[i]) for i in want_vectors), f"step {n}: vectors differ"
         if head == crash_head:
             assert torn and torn != got  # the re-run repaired a state the crash really left incomplete
         assert check_citations(repo, head, main.iter_chunks()) == len(got)
     state.close()
     assert torn and len(steps) >= 20
+    # Re-chunked files whose chunks kept their text were not embedded again.
+    assert counting.asked < written, (counting.asked, written)
 
     # The final index answers with the commit that changed the code, at the right lines.
     final = {c.id: c for c in main.iter_chunks()}
