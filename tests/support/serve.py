@@ -45,9 +45,12 @@ class Served:
             self.kill9()
 
 
-def start_service(settings: Settings, log_dir: Path, timeout_s: float = 180, **extra_env: str) -> Served:
-    """Start `tqa serve` on a free port over `settings`' data dir and Weaviate ports; returns once it is ready."""
-    port = free_port()
+def start_service(
+    settings: Settings, log_dir: Path, timeout_s: float = 180, port: int | None = None, **extra_env: str
+) -> Served:
+    """Start `tqa serve` on `port` (default: a free one) over `settings`' data dir and Weaviate ports; returns once it
+    is ready."""
+    port = port or free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("TQA_")}
     env.update(
         TQA_DATA_DIR=str(settings.data_dir),
@@ -57,7 +60,7 @@ def start_service(settings: Settings, log_dir: Path, timeout_s: float = 180, **e
         **extra_env,
     )
     log = log_dir / f"serve-{port}.log"
-    with log.open("w") as out:
+    with log.open("a") as out:
         proc = subprocess.Popen(
             [sys.executable, "-m", "ops.cli", "serve", "--port", str(port)],
             env=env,
