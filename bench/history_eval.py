@@ -205,7 +205,10 @@ def real_repo(args: argparse.Namespace) -> None:
         print(f"dev set checked against {args.verify}: {len(problems)} problems")
         for p in problems:
             print("  ", p)
-    print(f"machine: {os.cpu_count()} CPUs; index {Settings().data_dir}; {len(rows)} questions, top {args.k} hits")
+    print(
+        f"machine: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}; index {Settings().data_dir}; "
+        f"{len(rows)} questions, top {args.k} hits"
+    )
     results = run_devset(rows, k=args.k)
     tune = [r for r in results if r["split"] == "tune"]
     test = [r for r in results if r["split"] == "test"]

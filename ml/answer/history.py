@@ -314,9 +314,15 @@ def _pr_links(ev: CommitEvidence) -> str:
 
 
 def before_after(ev: CommitEvidence, terms: dict[str, float], limit: int = 2) -> list[str]:
-    """The removed and added lines that carry the change, paired: the best-matching changed line and its
-    counterpart on the other side of the same hunk (an addition alone when nothing was removed)."""
+    """The removed and added lines that carry the change, paired, and the changed value itself.
+
+    A line edited in place (a removed line and a similar added line of one hunk) where both sides mention what the
+    question asks is the change itself: "What changed in the default of lora_alpha?" wants `default=None` next to
+    `default=8`, not the first added line that names lora_alpha. Otherwise the best-matching changed line and its
+    counterpart on the other side of the same hunk (an addition alone when nothing was removed).
+    """
     best: tuple[float, str, list[str], list[str]] | None = None
+    edit: tuple[float, str, str, str] | None = None
     for c in ev.chunks:
         if c.kind != "diff":
             continue
@@ -327,6 +333,18 @@ def before_after(ev: CommitEvidence, terms: dict[str, float], limit: int = 2) ->
                 s = weight * support(terms, line) + (0.01 if line in added else 0) + (0.05 if removed and added else 0)
                 if s > 0 and (best is None or s > best[0]):
                     best = (s, c.path, removed, added)
+            for old, new in _edits(removed, added):
+                sides = support(terms, old), support(terms, new)
+                s = weight * sum(sides) / 2
+                if min(sides) > 0 and (edit is None or s > edit[0]):
+                    edit = (s, c.path, old, new)
+    if edit is not None and best is not None and edit[0] >= 0.5 * best[0]:
+        _, path, old, new = edit
+        out = [f"In {path}:", f"    before: `{old.strip()[:160]}`", f"    after:  `{new.strip()[:160]}`"]
+        changed = changed_span(old, new)
+        if changed:
+            out.append(f"    changed: `{changed[0]}` -> `{changed[1]}`")
+        return out
     if best is None:
         return []
     _, path, removed, added = best
@@ -336,6 +354,60 @@ def before_after(ev: CommitEvidence, terms: dict[str, float], limit: int = 2) ->
     out.extend(f"    before: `{line.strip()[:160]}`" for line in rm)
     out.extend(f"    after:  `{line.strip()[:160]}`" for line in ad)
     return out
+
+
+# Lines at least this similar (difflib ratio) are one line edited in place, not a removal and an unrelated addition.
+_EDIT_RATIO = 0.6
+_TOKEN = re.compile(r"\w+|\s+|[^\w\s]")
+# Characters that end a value when the changed span is widened to whole values (`>=3.8.0`, not `8`).
+_VALUE_END = set(" \t\"'`,;:()[]{}=")
+
+
+def _edits(removed: list[str], added: list[str]) -> list[tuple[str, str]]:
+    """Removed lines paired with the added line of the same block most similar to each, when similar enough."""
+    from difflib import SequenceMatcher
+
+    pairs = []
+    for old in removed:
+        if not old.strip():
+            continue
+        scored = [(SequenceMatcher(None, old.strip(), new.strip(), autojunk=False).ratio(), new) for new in added]
+        ratio, new = max(scored, default=(0.0, ""), key=lambda t: t[0])
+        if ratio >= _EDIT_RATIO and old.strip() != new.strip():
+            pairs.append((old, new))
+    return pairs
+
+
+def changed_span(old: str, new: str, limit: int = 80) -> tuple[str, str] | None:
+    """The part of a line an in-place edit changed, widened to whole values: (`False`, `True`) for
+    `safe_serialization: bool = False` -> `... = True`; None when the edit spans most of the line."""
+    from difflib import SequenceMatcher
+
+    a, b = _TOKEN.findall(old.strip()), _TOKEN.findall(new.strip())
+    ops = [op for op in SequenceMatcher(None, a, b, autojunk=False).get_opcodes() if op[0] != "equal"]
+    if not ops:
+        return None
+    a_text, b_text = "".join(a), "".join(b)
+    a_start, a_end = len("".join(a[: ops[0][1]])), len("".join(a[: ops[-1][2]]))
+    b_start, b_end = len("".join(b[: ops[0][3]])), len("".join(b[: ops[-1][4]]))
+
+    # Widen both sides by the same shared context, so they stay aligned, until a value ends on each; a pure
+    # insertion or deletion also takes the next shared character (`(` -> `field(`), so neither side is empty.
+    def value_goes_on(i: int, j: int) -> bool:
+        return a_text[i] not in _VALUE_END and b_text[j] not in _VALUE_END
+
+    while a_start > 0 and b_start > 0 and value_goes_on(a_start - 1, b_start - 1):
+        a_start, b_start = a_start - 1, b_start - 1
+    while a_end < len(a_text) and b_end < len(b_text) and value_goes_on(a_end, b_end):
+        a_end, b_end = a_end + 1, b_end + 1
+    if (a_start == a_end or b_start == b_end) and a_end < len(a_text) and b_end < len(b_text):
+        a_end, b_end = a_end + 1, b_end + 1
+    before, after = a_text[a_start:a_end].strip(), b_text[b_start:b_end].strip()
+    if not (before or after) or max(len(before), len(after)) > limit:
+        return None
+    if len(before) + len(after) > 0.6 * (len(a_text) + len(b_text)):
+        return None  # most of the line: the before and after lines say it already
+    return before, after
 
 
 def _blocks(diff: str) -> list[tuple[list[str], list[str]]]:

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from ml.answer.extractive import ExtractiveAnswerer
-from ml.answer.history import NO_SUCH_CHANGE, key_terms, question_kind
+from ml.answer.history import NO_SUCH_CHANGE, CommitEvidence, before_after, changed_span, key_terms, question_kind
 from ml.errors import UserError
 from ml.retrieve import words
 from ml.sources.git_checkout import CheckoutSource, owner_repo_of
@@ -92,6 +92,47 @@ def test_what_changed_shows_removed_and_added_lines(chunks: list[Chunk]) -> None
     after = [line for line in answer.answer.splitlines() if "after:" in line]
     assert before and after, answer.answer
     assert '"eager"' in before[0] and '"sdpa"' in after[0]
+    assert "    changed: `eager` -> `sdpa`" in answer.answer.splitlines()
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "span"),
+    [
+        ("    safe_serialization: bool = False,", "    safe_serialization: bool = True,", ("False", "True")),
+        ('python_requires=">=3.8.0",', 'python_requires=">=3.9.0",', ("3.8.0", "3.9.0")),
+        (
+            "loaded with `torch_dtype=torch.float16` first",
+            "loaded with `dtype=torch.float16` first",
+            ("torch_dtype", "dtype"),
+        ),
+        ("    nblocks: int = (", "    nblocks: int = field(", ("(", "field(")),
+        ("def pick(logits, top_k):", "completely different text of another length entirely", None),
+    ],
+)
+def test_changed_span_is_the_edited_value(old: str, new: str, span: tuple[str, str] | None) -> None:
+    assert changed_span(old, new) == span
+
+
+def test_an_edit_naming_the_asked_thing_on_both_sides_beats_a_line_naming_it_once() -> None:
+    """A test line that gains `safe_serialization=True` names it more often than the source edit; the source edit
+    names it before and after, so it is the change the question asks about."""
+    test_diff = (
+        "tests/testing_common.py\n"
+        "-    def _test_save_pretrained(self, model_id, config_cls):\n"
+        "+    def _test_save_pretrained(self, model_id, config_cls, safe_serialization=True):\n"
+        "+        model.save_pretrained(tmp, safe_serialization=safe_serialization)\n"
+    )
+    source_diff = (
+        "src/peft/peft_model.py\n"
+        "-        safe_serialization: bool = False,\n"
+        "+        safe_serialization: bool = True,\n"
+    )
+    ev = CommitEvidence("a" * 40, 1, 1.0)
+    for path, text in (("tests/testing_common.py", test_diff), ("src/peft/peft_model.py", source_diff)):
+        ev.chunks.append(Chunk(id=path, kind="diff", text=text, path=path, commit="a" * 40))
+    lines = before_after(ev, key_terms("What changed in the safe_serialization default of save_pretrained?"))
+    assert lines[0] == "In src/peft/peft_model.py:"
+    assert lines[-1] == "    changed: `False` -> `True`"
 
 
 def test_since_when_takes_the_oldest_supporting_commit(repo: Path, chunks: list[Chunk]) -> None:
