@@ -141,6 +141,23 @@ def train_all(
     return out
 
 
+def _held_out_probabilities(x: np.ndarray, y: np.ndarray, folds: int, seed: int = 0) -> list[float]:
+    """Each row's P(y=1) from a logistic model (`fit_logistic`) fitted on the other folds (stratified); in-sample
+    when there are too few rows of a class to fold."""
+    from sklearn.model_selection import StratifiedKFold
+
+    from ml.answer.confidence import fit_logistic
+
+    if folds < 2:
+        model = fit_logistic(x, y)
+        return [model.probability(row[None, :]) for row in x]
+    out = np.zeros(len(y))
+    for train, test in StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed).split(x, y):
+        model = fit_logistic(x[train], y[train])
+        out[test] = [model.probability(row[None, :]) for row in x[test]]
+    return [float(p) for p in out]
+
+
 def train_confidence(
     retriever: Retriever,
     corpus: Corpus,
@@ -188,7 +205,10 @@ def train_confidence(
     correct = np.asarray([c for _, c in answerable])
     correct_model = fit_logistic(x[: len(answerable)], correct)
     scope_model = fit_logistic(x, scope)
-    probabilities = sorted(scope_model.probability(row[None, :]) for row in x[: len(in_scope)])
+    # The threshold reads held-out probabilities: on the questions it was fitted to, the scope model is surer of
+    # each in-scope question than it will be of a new one, and a threshold set there abstains on too little.
+    held_out_scope = _held_out_probabilities(x, scope, folds)
+    probabilities = sorted(held_out_scope[: len(in_scope)])
     threshold = probabilities[int(false_abstention * len(probabilities))] if probabilities else 0.5
     return ConfidenceModel(
         correct_model,
