@@ -7,6 +7,7 @@ import functools
 import math
 import re
 import time
+from collections.abc import Callable
 
 from ml.answer.base import ABSTAIN_TEXT, source_of
 from ml.answer.confidence import ConfidenceModel
@@ -68,8 +69,10 @@ class ExtractiveAnswerer:
         max_sources: int = 3,
         max_lines: int = 8,
         model: ConfidenceModel | None = None,
+        diffs: Callable[[str], list[Chunk]] | None = None,
     ):
         self.threshold = threshold
+        self.diffs = diffs
         self.max_sources = max_sources
         self.max_lines = max_lines
         self.model = model
@@ -98,7 +101,7 @@ class ExtractiveAnswerer:
 
     def answer(self, question: str, hits: list[Hit]) -> Answer:
         # Who/when/which PR/what changed/since when: answered (or abstained on) from commit and diff evidence.
-        history = HistoryAnswerer(max_sources=self.max_sources, name=self.name).answer(question, hits)
+        history = HistoryAnswerer(max_sources=self.max_sources, name=self.name, diffs=self.diffs).answer(question, hits)
         if history is not None:
             return history
         started = time.perf_counter()
@@ -345,38 +348,7 @@ class ExtractiveAnswerer:
         return best[:300] + ("..." if len(best) > 300 else "")
 
     def _code_window(self, text: str, q: set[str], limit: int, exclude: str = "") -> list[str]:
-        """The `limit` consecutive statements of a function or class that share most words with the question: what
-        it does reads in order (the lines around a matching one hold the names it works with), docstrings left out."""
-        if limit <= 0:
-            return []
-        skip = _docstring_lines(text) | _signature_lines(text)
-        risky = _risky(text)
-        lines = []
-        # A question word found on many lines ("scan" in a scan function) says less about where to look than one
-        # found once: each counts 1 / (lines holding it).
-        seen = collections.Counter(w for line in text.splitlines() for w in q & _stems(line))
-        credit = 0.0  # a comment's words count for the statement it introduces, which is what gets quoted
-        for i, line in enumerate(text.splitlines()):
-            stripped = line.strip()
-            if stripped.startswith("#") and i not in skip:
-                credit += sum(1 / seen[w] for w in q & _stems(stripped))
-                continue
-            if (
-                not stripped
-                or i in skip
-                or stripped.startswith("@")
-                or (risky and INSTRUCTION_LIKE.search(stripped))
-                or stripped.rstrip(":")[:160] in exclude
-            ):
-                continue
-            lines.append((sum(1 / seen[w] for w in q & _stems(stripped)) + credit, stripped[:160]))
-            credit = 0.0
-        if not lines:
-            return []
-        scores = [w for w, _ in lines]
-        start = max(range(max(1, len(lines) - limit + 1)), key=lambda i: (round(sum(scores[i : i + limit]), 6), i))
-        window = lines[start : start + limit]
-        return [f"`{line}`" for _, line in window] if sum(w for w, _ in window) else []
+        return [f"`{text.splitlines()[i].strip()[:160]}`" for i in statement_window(text, q, limit, exclude)]
 
     def _best_code_lines(
         self, text: str, q: set[str], limit: int, exclude: str = "", code_only: bool = False, values: bool = False
@@ -411,6 +383,44 @@ class ExtractiveAnswerer:
                 scored.append((weight, -i, stripped[:160]))
         scored.sort(reverse=True)
         return [f"`{line}`" for _, _, line in scored[:limit]]
+
+
+def statement_window(text: str, q: set[str], limit: int, exclude: str = "") -> list[int]:
+    """Line indexes of the `limit` consecutive statements of a function or class that share most words with the
+    question `q` (stems): what it does reads in order (the lines around a matching one hold the names it works
+    with); docstrings, the function's own signature and lines already in `exclude` left out. Empty when no statement
+    shares a word."""
+    if limit <= 0:
+        return []
+    all_lines = text.splitlines()
+    skip = _docstring_lines(text) | _signature_lines(text)
+    risky = _risky(text)
+    lines: list[tuple[float, int]] = []
+    # A question word found on many lines ("scan" in a scan function) says less about where to look than one found
+    # once: each counts 1 / (lines holding it).
+    seen = collections.Counter(w for line in all_lines for w in q & _stems(line))
+    credit = 0.0  # a comment's words count for the statement it introduces, which is what gets quoted
+    for i, line in enumerate(all_lines):
+        stripped = line.strip()
+        if stripped.startswith("#") and i not in skip:
+            credit += sum(1 / seen[w] for w in q & _stems(stripped))
+            continue
+        if (
+            not stripped
+            or i in skip
+            or stripped.startswith("@")
+            or (risky and INSTRUCTION_LIKE.search(stripped))
+            or stripped.rstrip(":")[:160] in exclude
+        ):
+            continue
+        lines.append((sum(1 / seen[w] for w in q & _stems(stripped)) + credit, i))
+        credit = 0.0
+    if not lines:
+        return []
+    scores = [w for w, _ in lines]
+    start = max(range(max(1, len(lines) - limit + 1)), key=lambda i: (round(sum(scores[i : i + limit]), 6), i))
+    window = lines[start : start + limit]
+    return [i for _, i in window] if sum(w for w, _ in window) else []
 
 
 CODE_KINDS = frozenset({"function", "method", "class"})
@@ -465,6 +475,11 @@ def _signature_lines(text: str) -> set[int]:
                 out.add(i + 1)
             break
     return out
+
+
+def question_stems(text: str) -> frozenset[str]:
+    """The stemmed content words of a question, as every line of an answer is scored against them."""
+    return _stems(text)
 
 
 def _docstring_lines(text: str) -> set[int]:

@@ -9,17 +9,22 @@ model obeys still cannot reach the user.
 from __future__ import annotations
 
 import re
+import textwrap
 import time
 from typing import Any
 
 import httpx
 
 from ml.answer.base import ABSTAIN_TEXT, source_of
+from ml.answer.extractive import question_stems as stems
+from ml.answer.extractive import statement_window
 from ml.answer.verify import verify_answer
-from ml.types import Answer, Hit, Verification
+from ml.types import Answer, Chunk, Hit, Verification
 
 INSUFFICIENT = "INSUFFICIENT_SOURCES"
 SOURCE_CHARS = 1500
+# Statements of a hit's whole symbol shown beside the hit when the hit itself lacks them (`shown`).
+BODY_LINES = 12
 REDACTED = "[instruction-like text removed]"
 
 SYSTEM_PROMPT = f"""You answer questions about the HuggingFace Transformers repository.
@@ -84,17 +89,36 @@ def as_data(text: str) -> str:
     return "\n".join(lines)
 
 
-def source_texts(hits: list[Hit]) -> dict[int, str]:
+def source_texts(hits: list[Hit], question: str = "") -> dict[int, str]:
     """Number -> the text of each source exactly as the model is shown it (answers are checked against this)."""
-    return {n: as_data(hit.chunk.text[:SOURCE_CHARS]) for n, hit in enumerate(hits, start=1)}
+    return {n: as_data(shown(hit, question)[1]) for n, hit in enumerate(hits, start=1)}
+
+
+def shown(hit: Hit, question: str = "") -> tuple[Chunk, str]:
+    """The chunk a source stands for and its text as the model reads it. A hit that lacks the code its symbol holds
+    (a usage example, an argument entry, one part of a long function; `Hit.body`) is shown with the statements of
+    the whole symbol that share most with the question, and then stands for the whole symbol."""
+    own = hit.chunk.text[:SOURCE_CHARS]
+    body = hit.body
+    if body is None or not question or body.text == hit.chunk.text:
+        return hit.chunk, own
+    lines = body.text.splitlines()
+    window = statement_window(body.text, stems(question), BODY_LINES)
+    extra = [lines[i] for i in window if lines[i].strip() not in hit.chunk.text]
+    if not extra:
+        return hit.chunk, own
+    first, last = body.start_line + window[0], body.start_line + window[-1]
+    room = max(SOURCE_CHARS // 2, SOURCE_CHARS - len(own))
+    code = "\n".join(textwrap.dedent("\n".join(lines[window[0] : window[-1] + 1])).splitlines())[:room]
+    return body, f"{own[: SOURCE_CHARS - len(code)]}\n[lines {first}-{last} of {body.symbol}]\n{code}"
 
 
 def build_messages(question: str, hits: list[Hit]) -> list[dict[str, str]]:
     """The chat messages for `question` with `hits` as numbered sources."""
-    texts = source_texts(hits)
+    texts = source_texts(hits, question)
     blocks = []
     for n, hit in enumerate(hits, start=1):
-        c = hit.chunk
+        c = shown(hit, question)[0]
         where = f"{c.path}:{c.start_line}-{c.end_line}" if c.end_line else c.path
         label = f" symbol={neutralize(c.symbol)}" if c.symbol else ""
         blocks.append(f'<source id="{n}" kind="{c.kind}" where="{neutralize(where)}"{label}>\n{texts[n]}\n</source>')
@@ -185,7 +209,7 @@ class LLMAnswerer:
                 verification=Verification(outcome="abstained", kept=0),
             )
         t1 = time.perf_counter()
-        checked = verify_answer(content, source_texts(top))
+        checked = verify_answer(content, source_texts(top, question))
         timings = {"llm_ms": llm_ms, "verify_ms": (time.perf_counter() - t1) * 1000}
         cited = [n for n in checked.cited if n <= len(top)]
         verification = Verification(
@@ -204,7 +228,9 @@ class LLMAnswerer:
             answer=checked.text,
             confidence=round(checked.confidence, 3),
             abstained=False,
-            sources=[source_of(n, top[n - 1]) for n in cited],
+            sources=[
+                source_of(n, top[n - 1].model_copy(update={"chunk": shown(top[n - 1], question)[0]})) for n in cited
+            ],
             timings_ms=timings,
             answerer=self.name,
             verification=verification,

@@ -190,3 +190,44 @@ def test_no_hits_abstains_without_calling_the_model() -> None:
         raise AssertionError("the model must not be called without sources")
 
     assert answerer(fail).answer("Why?", []).abstained
+
+
+def test_a_hit_lacking_its_symbols_code_is_shown_with_it_and_cites_the_whole_symbol() -> None:
+    example = Chunk(
+        id="e",
+        kind="example",
+        path="src/transformers/models/gemma2/modeling_gemma2.py",
+        start_line=12,
+        end_line=13,
+        symbol="Gemma2ForCausalLM.forward",
+        text='Gemma2ForCausalLM.forward usage example\nmodel = Gemma2ForCausalLM.from_pretrained("google/gemma-2-9b")',
+    )
+    body = example.model_copy(
+        update={
+            "kind": "method",
+            "start_line": 5,
+            "end_line": 14,
+            "text": "def forward(self, input_ids):\n"
+            '    """Example: model = Gemma2ForCausalLM.from_pretrained("google/gemma-2-9b")"""\n'
+            "    hidden_states = self.model(input_ids)\n"
+            "    logits = self.lm_head(hidden_states)\n"
+            "    if self.config.final_logit_softcapping is not None:\n"
+            "        logits = logits / self.config.final_logit_softcapping\n"
+            "        logits = torch.tanh(logits)\n"
+            "        logits = logits * self.config.final_logit_softcapping\n"
+            "    return logits",
+        }
+    )
+    question = "How does Gemma 2 cap the final logits with tanh?"
+    prompt = build_messages(question, [Hit(chunk=example, score=1.0, body=body)])[-1]["content"]
+    assert (
+        "logits = torch.tanh(logits)" in prompt
+        and 'where="src/transformers/models/gemma2/modeling_gemma2.py:5-14"' in prompt
+    )
+    # Without the question (or without a body) the source is the hit alone, as before.
+    assert "torch.tanh" not in build_messages(question, [Hit(chunk=example, score=1.0)])[-1]["content"]
+    answer = answerer(replying("Gemma 2 applies logits = torch.tanh(logits) between two scalings [1].")).answer(
+        question, [Hit(chunk=example, score=1.0, body=body)]
+    )
+    assert not answer.abstained
+    assert (answer.sources[0].start_line, answer.sources[0].end_line) == (5, 14)
