@@ -190,7 +190,8 @@ def durability(
 
 
 def trace_cost_ms(settings: Settings, uri: str, n: int = 200) -> float:
-    """Median time `QueryTracer.record` holds the request thread (span building; export is in the background)."""
+    """Median time `QueryTracer.record` holds the request thread (a queue append; spans are built and sent in
+    batches by the export thread)."""
     from ml.tracking.traces import QueryTracer
 
     tracer = QueryTracer(settings.model_copy(update={"mlflow_tracking_uri": uri}), {"tqa.environment": "bench"})
@@ -203,6 +204,7 @@ def trace_cost_ms(settings: Settings, uri: str, n: int = 200) -> float:
         started = time.perf_counter()
         tracer.record(f"{i:032x}", "How is RMS normalization implemented in Llama?", answer, time.time_ns())
         costs.append((time.perf_counter() - started) * 1000)
+    tracer.close()
     return percentile(costs, 50)
 
 

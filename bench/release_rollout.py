@@ -1,9 +1,10 @@
 """Releases on one machine: failed requests across HAProxy weight changes under load, and how fast a bad canary
 is detected and rolled back (two `tqa serve` slots over the mini corpus index, real Prometheus and MLflow).
 
-Prints: requests and failures across N weight changes; for a canary that keeps answering but abstains on everything
-(a registered version with abstain_threshold 1.0), the seconds from its first step (when it starts taking traffic) to
-the analysis' rollback, with the analysis interval, the breaches, and the requests it answered against its weight x
+Prints: requests and failures across N weight changes; for three bad canaries that keep answering (one abstains on
+everything: abstain_threshold 1.0; one fails half its answers with 500s; one answers 1.5 s late: the release-drill
+faults TQA_FAULT_ERROR_SHARE, TQA_FAULT_DELAY_S), the seconds from its first step (when it starts taking traffic) to
+the analysis' rollback, with the analysis interval, the breaches, and the requests it served against its weight x
 its traffic; seconds from `kill -9` of a canary slot to its rollback; failed requests throughout.
 """
 
@@ -55,7 +56,7 @@ def weight_changes(env: dict[str, str], data_dir: Path, changes: int, users: int
     return {"requests": len(traffic.outcomes), "failed": len(traffic.failures()), "changes": changes}
 
 
-def bad_answers(env: dict[str, str], data_dir: Path, version: str, weight: int, interval: float) -> None:
+def bad_answers(env: dict[str, str], data_dir: Path, version: str, weight: int, interval: float, kind: str) -> None:
     """Canary `version` under 4 sticky users until the analysis rolls it back; prints what it cost the users."""
     result = tqa(env, "release", "deploy", "--env", "canary", "--version", version)
     assert result.returncode == 0, result.stderr
@@ -70,20 +71,25 @@ def bad_answers(env: dict[str, str], data_dir: Path, version: str, weight: int, 
     step = next(e for e in log if e["event"] == "step")
     ended = next((e for e in log if e["event"] == "rollback"), None)
     if result.returncode != 1 or ended is None:
-        print(f"abstaining canary: NOT rolled back (exit {result.returncode}): {result.stderr[-500:]}")
+        print(f"{kind} canary: NOT rolled back (exit {result.returncode}): {result.stderr[-500:]}")
         return
-    served = traffic.versions(step["time"], ended["time"])
-    total, seconds = sum(served.values()), ended["time"] - step["time"]
+    # Every answer counts here, errors included (a 500 still names the version that sent it).
+    during = [o for o in traffic.outcomes if step["time"] <= o.time < ended["time"]]
+    mine = [o for o in during if o.version == version]
+    total, seconds = len(during), ended["time"] - step["time"]
     one_interval = total / seconds * interval if seconds else 0.0
+    canary = ended["numbers"]["canary"]
     print(
-        f"abstaining canary: rolled back {seconds:.1f} s after it started taking traffic (analysis interval "
+        f"{kind} canary: rolled back {seconds:.1f} s after it started taking traffic (analysis interval "
         f"{interval:.0f} s, bar 60 s); breaches: {'; '.join(ended['numbers']['breaches'][:2])}; ..."
     )
     print(
-        f"  it answered {served[version]} of {total} requests during its rollout (weight x that traffic = "
+        f"  it served {len(mine)} of {total} requests during its rollout (weight x that traffic = "
         f"{weight / 100 * total:.0f}; weight x one interval's traffic = {weight / 100 * one_interval:.0f}); "
-        f"after the rollback: {traffic.versions(ended['time'] + 0.5)[version]}; failed requests: "
-        f"{len(traffic.failures())}"
+        f"after the rollback: {sum(o.version == version for o in traffic.outcomes if o.time >= ended['time'] + 0.5)}; "
+        f"failed requests: {len(traffic.failures())}, all from it: "
+        f"{all(o.version == version for o in traffic.failures())}; the analysis counted {canary['requests']:.0f} "
+        f"user requests and {canary.get('probe_requests') or 0:.0f} probe requests on it"
     )
 
 
@@ -93,6 +99,7 @@ def main() -> None:
     parser.add_argument("--users", type=int, default=16)
     parser.add_argument("--interval", type=float, default=10.0, help="Canary analysis interval, seconds.")
     parser.add_argument("--weight", type=int, default=20, help="The bad canary's first step, percent.")
+    parser.add_argument("--skip-crash", action="store_true", help="Leave out the kill -9 of a canary.")
     args = parser.parse_args()
     print(f"machine: {machine()}")
     with tempfile.TemporaryDirectory() as tmp:
@@ -108,6 +115,8 @@ def main() -> None:
             same = register_version(settings, MODEL, base / "v1b", abstain_threshold=0.0)
             bad = register_version(settings, MODEL, base / "v2", alpha=0.6)
             abstaining = register_version(settings, MODEL, base / "v3", abstain_threshold=1.0)
+            erroring = register_version(settings, MODEL, base / "v4", abstain_threshold=0.0, fault_error_share=0.5)
+            slow = register_version(settings, MODEL, base / "v5", abstain_threshold=0.0, fault_delay_s=1.5)
             env = release_env(
                 settings.data_dir, settings.weaviate_port, settings.weaviate_grpc_port, mlflow_server.uri, MODEL
             )
@@ -115,42 +124,47 @@ def main() -> None:
                 for version, where in ((good, "production"), (same, "canary")):
                     result = tqa(env, "release", "deploy", "--env", where, "--version", version)
                     assert result.returncode == 0, result.stderr
-                numbers = weight_changes(env, settings.data_dir, args.changes, args.users)
-                print(
-                    f"weight changes under {args.users} users: {numbers['changes']} changes, "
-                    f"{numbers['requests']} requests, {numbers['failed']} failed"
-                )
-                bad_answers(env, settings.data_dir, abstaining, args.weight, args.interval)
-                result = tqa(env, "release", "deploy", "--env", "canary", "--version", bad)
-                assert result.returncode == 0, result.stderr
-                proxy_url = f"http://127.0.0.1:{env['TQA_PROXY_PORT']}"
-                events = settings.data_dir / "release" / "events.jsonl"
-                seen = len(events.read_text().splitlines())
-                with Traffic(proxy_url, users=4) as traffic:
-                    command = [sys.executable, "-m", "ops.cli", "release", "canary", "--steps", f"{args.weight},100"]
-                    process = subprocess.Popen([*command, "--interval", str(args.interval)], env=env, text=True)
-                    while not any('"step"' in line for line in events.read_text().splitlines()[seen:]):
-                        time.sleep(0.2)
-                    started = time.time()
-                    time.sleep(args.interval / 3)
-                    state = json.loads((settings.data_dir / "release" / "state.json").read_text())
-                    slot = psutil.Process(state["slots"][state["rollout"]["slot"]]["pid"])
-                    killed = time.time()
-                    for p in [slot, *slot.children(recursive=True)]:
-                        p.send_signal(signal.SIGKILL)
-                    process.wait(timeout=120)
-                    ended = time.time()
-                    time.sleep(1)
-                served = traffic.versions(started, ended)
-                total = sum(served.values())
-                print(
-                    f"crashed canary: {'rolled back' if process.returncode == 1 else 'NOT rolled back'} "
-                    f"{ended - killed:.1f} s after kill -9 (analysis interval {args.interval:.0f} s)"
-                )
-                print(
-                    f"canary answered {served[bad]} of {total} requests during its rollout "
-                    f"(weight x traffic = {args.weight / 100 * total:.0f}); failed requests: {len(traffic.failures())}"
-                )
+                if args.changes:
+                    numbers = weight_changes(env, settings.data_dir, args.changes, args.users)
+                    print(
+                        f"weight changes under {args.users} users: {numbers['changes']} changes, "
+                        f"{numbers['requests']} requests, {numbers['failed']} failed"
+                    )
+                for kind, version in (("abstaining", abstaining), ("erroring", erroring), ("slow", slow)):
+                    bad_answers(env, settings.data_dir, version, args.weight, args.interval, kind)
+                if not args.skip_crash:
+                    result = tqa(env, "release", "deploy", "--env", "canary", "--version", bad)
+                    assert result.returncode == 0, result.stderr
+                    proxy_url = f"http://127.0.0.1:{env['TQA_PROXY_PORT']}"
+                    events = settings.data_dir / "release" / "events.jsonl"
+                    seen = len(events.read_text().splitlines())
+                    with Traffic(proxy_url, users=4) as traffic:
+                        steps = f"{args.weight},100"
+                        command = [sys.executable, "-m", "ops.cli", "release", "canary", "--steps", steps]
+                        process = subprocess.Popen([*command, "--interval", str(args.interval)], env=env, text=True)
+                        while not any('"step"' in line for line in events.read_text().splitlines()[seen:]):
+                            time.sleep(0.2)
+                        started = time.time()
+                        time.sleep(args.interval / 3)
+                        state = json.loads((settings.data_dir / "release" / "state.json").read_text())
+                        slot = psutil.Process(state["slots"][state["rollout"]["slot"]]["pid"])
+                        killed = time.time()
+                        for p in [slot, *slot.children(recursive=True)]:
+                            p.send_signal(signal.SIGKILL)
+                        process.wait(timeout=120)
+                        ended = time.time()
+                        time.sleep(1)
+                    served = traffic.versions(started, ended)
+                    total = sum(served.values())
+                    print(
+                        f"crashed canary: {'rolled back' if process.returncode == 1 else 'NOT rolled back'} "
+                        f"{ended - killed:.1f} s after kill -9 (analysis interval {args.interval:.0f} s)"
+                    )
+                    print(
+                        f"canary answered {served[bad]} of {total} requests during its rollout "
+                        f"(weight x traffic = {args.weight / 100 * total:.0f}); "
+                        f"failed requests: {len(traffic.failures())}"
+                    )
             finally:
                 tqa(env, "release", "down")
         index.close()

@@ -101,6 +101,9 @@ class Settings(BaseSettings):
     mlflow_experiment: str = "tqa-eval"
     tracing: bool = Field(default=False, description="Log every /ask as an MLflow trace (query log).")
     trace_experiment: str = Field(default="tqa-queries", description="MLflow experiment holding the /ask traces.")
+    trace_batch_s: float = Field(
+        default=5.0, gt=0, le=600, description="Longest an /ask trace waits to be sent to MLflow in a batch."
+    )
     registered_model: str = Field(default="tqa-qa", description="Registry name of the answering pipeline.")
 
     # Serving.

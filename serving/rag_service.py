@@ -62,7 +62,12 @@ FORWARDED = bentoml.metrics.Counter(
 MLFLOW_DOWN = bentoml.metrics.Gauge(
     name="tqa_feedback_mlflow_down", documentation="1 while the tracking server does not answer the forwarder."
 )
-TRACE_ERRORS = bentoml.metrics.Counter(name="tqa_trace_errors", documentation="Answers whose trace failed.")
+TRACE_ERRORS = bentoml.metrics.Counter(
+    name="tqa_trace_errors", documentation="Answers whose trace failed or was dropped before reaching MLflow."
+)
+TRACE_QUEUE = bentoml.metrics.Gauge(name="tqa_trace_queue", documentation="Traces waiting to be sent to MLflow.")
+# How long a stopping worker may spend sending its queued traces.
+TRACE_FLUSH_S = 10.0
 EXCERPT_CHARS = 1500
 
 
@@ -110,6 +115,7 @@ class RAGService:
         self.qa.warm_up()
         self.feedback_store = FeedbackStore(self.settings.feedback_db)
         self.tracer = make_tracer(self.settings, tags=_trace_tags(self.settings))
+        self._dropped = 0
         if self.tracer is not None:
             from ml.feedback.forward import start_forwarder
 
@@ -117,6 +123,13 @@ class RAGService:
             self.forwarder_stop = start_forwarder(
                 self.feedback_store, self.settings.mlflow_tracking_uri, on_cycle=self._outbox_metrics
             )
+
+    @bentoml.on_shutdown
+    def _flush_traces(self) -> None:
+        """Queued traces reach MLflow before the worker exits, within TRACE_FLUSH_S (a stopped MLflow loses them)."""
+        if self.tracer is not None:
+            lost = self.tracer.close(TRACE_FLUSH_S)
+            TRACE_ERRORS.inc(lost)
 
     def _outbox_metrics(self, counts: dict[str, int]) -> None:
         for outcome in ("sent", "retry", "no_trace"):
@@ -167,10 +180,15 @@ class RAGService:
         trace_id = ""
         if self.tracer is not None:
             try:
+                # Plain data into the export queue: MLflow spans are built and sent in batches by the export thread.
                 trace_id = self.tracer.record(query_id, question.strip(), logged, started_ns)
             except Exception:  # a broken query log must not cost the answer; the log says what broke
                 TRACE_ERRORS.inc()
                 logging.getLogger(__name__).exception("Tracing /ask failed")
+            TRACE_QUEUE.set(self.tracer.pending())
+            if self.tracer.dropped > self._dropped:  # the queue was full (MLflow down for long): oldest traces went
+                TRACE_ERRORS.inc(self.tracer.dropped - self._dropped)
+                self._dropped = self.tracer.dropped
         self.feedback_store.log_query(query_id, question.strip(), logged, trace_id=trace_id)
         out["query_id"] = query_id
         if excerpts:

@@ -18,8 +18,10 @@ def disable_telemetry() -> None:
     os.environ.update(NO_TELEMETRY)
 
 
-def server_command(directory: Path, host: str = "127.0.0.1", port: int = 5000) -> list[str]:
-    """`mlflow server` with a SQLite backend and a served local artifact store under `directory`."""
+def server_command(
+    directory: Path, host: str = "127.0.0.1", port: int = 5000, backend_store_uri: str | None = None
+) -> list[str]:
+    """`mlflow server` with a SQLite backend (or `backend_store_uri`) and a served artifact store under `directory`."""
     directory = directory.resolve()
     return [
         sys.executable,
@@ -33,7 +35,7 @@ def server_command(directory: Path, host: str = "127.0.0.1", port: int = 5000) -
         "--workers",
         "1",
         "--backend-store-uri",
-        f"sqlite:///{directory / 'mlflow.db'}",
+        backend_store_uri or f"sqlite:///{directory / 'mlflow.db'}",
         "--artifacts-destination",
         str(directory / "artifacts"),
         "--serve-artifacts",
@@ -43,8 +45,11 @@ def server_command(directory: Path, host: str = "127.0.0.1", port: int = 5000) -
 class MlflowServer:
     """A tracking server process this object started and stops."""
 
-    def __init__(self, directory: Path, host: str = "127.0.0.1", port: int = 5000):
+    def __init__(
+        self, directory: Path, host: str = "127.0.0.1", port: int = 5000, backend_store_uri: str | None = None
+    ):
         self.directory, self.host, self.port = directory, host, port
+        self.backend_store_uri = backend_store_uri
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -56,7 +61,7 @@ class MlflowServer:
         self.directory.mkdir(parents=True, exist_ok=True)
         log = (self.directory / "server.log").open("ab")
         self.process = subprocess.Popen(
-            server_command(self.directory, self.host, self.port),
+            server_command(self.directory, self.host, self.port, self.backend_store_uri),
             stdout=log,
             stderr=subprocess.STDOUT,
             env={**os.environ, **NO_TELEMETRY},

@@ -141,13 +141,14 @@ class ReleaseController:
         return env
 
     def _ensure_infra(self, state: ReleaseState) -> None:
+        # An external Prometheus that does not answer fails before anything starts.
+        if not self.local_prometheus and not self.prometheus.api.reachable():
+            raise UserError(f"No Prometheus answers at {self.settings.prometheus_url}; set TQA_PROMETHEUS_URL.")
         self.directory.mkdir(parents=True, exist_ok=True)
         self.prometheus.directory.mkdir(parents=True, exist_ok=True)
         self.proxy.start(self._proxy_slots(state))
         if self.local_prometheus:
             self.prometheus.start(self._proxy_slots(state), self.settings.prometheus_scrape_interval_s)
-        elif not self.prometheus.api.reachable():
-            raise UserError(f"No Prometheus answers at {self.settings.prometheus_url}; set TQA_PROMETHEUS_URL.")
 
     def _apply(self, state: ReleaseState) -> None:
         """State first, then the proxy: after a crash between the two, a re-run re-applies the recorded split."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -49,8 +50,6 @@ def settings(tmp_path: Path, server: MlflowServer) -> Settings:
 
 def answered(store: FeedbackStore, tracer: QueryTracer, question: str, abstained: bool = False) -> str:
     """A traced and logged answer (what /ask does), citing one chunk; returns its query id."""
-    import mlflow
-
     qid = new_query_id()
     answer = {
         "answer": f"Answer to {question}",
@@ -66,7 +65,7 @@ def answered(store: FeedbackStore, tracer: QueryTracer, question: str, abstained
     }
     trace_id = tracer.record(qid, question, answer, time.time_ns())
     store.log_query(qid, question, answer, trace_id=trace_id)
-    mlflow.flush_trace_async_logging()
+    assert tracer.flush(timeout_s=60) == 0
     return qid
 
 
@@ -182,3 +181,68 @@ def test_export_stages_approved_corrections_and_well_rated_answers(settings: Set
         f"feedback-{corrected}",
         f"feedback-{liked}",
     }
+
+
+def _traced_ids(settings: Settings) -> set[str]:
+    import mlflow
+
+    mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
+    experiment = mlflow.get_experiment_by_name(settings.trace_experiment)
+    traces = mlflow.search_traces(locations=[experiment.experiment_id], max_results=10_000, return_type="list")
+    return {t.info.trace_id for t in traces}
+
+
+ANSWER = {"answer": "f returns 1.", "abstained": False, "sources": [], "timings_ms": {"embed_ms": 1.0, "total_ms": 2.0}}
+
+
+def test_queued_traces_are_sent_when_the_tracer_closes(settings: Settings) -> None:
+    """Traces wait for their batch (here longer than the test); closing the tracer sends every one of them."""
+    tracer = QueryTracer(settings, batch_s=600)
+    ids = {tracer.record(new_query_id(), f"Question {i} about f?", ANSWER, time.time_ns()) for i in range(30)}
+    assert tracer.pending() == 30 and tracer.exported == 0
+    assert tracer.close(timeout_s=60) == 0
+    assert _traced_ids(settings) == ids
+
+
+def test_closing_with_mlflow_stopped_gives_up_within_its_bound(settings: Settings, server: MlflowServer) -> None:
+    tracer = QueryTracer(settings, batch_s=600)
+    for i in range(5):
+        tracer.record(new_query_id(), f"Question {i} about f?", ANSWER, time.time_ns())
+    server.stop()
+    try:
+        started = time.monotonic()
+        assert tracer.close(timeout_s=3) == 5
+        assert time.monotonic() - started < 10
+    finally:
+        server.start()
+
+
+@pytest.mark.slow
+def test_a_stopping_service_sends_its_queued_traces(indexed, settings: Settings, tmp_path: Path) -> None:
+    """`tqa serve` stopped gracefully (SIGINT) right after answering: the traces still queued (batches every 600 s
+    here) reach MLflow before its workers exit."""
+    import httpx
+
+    from tests.support.serve import start_service
+
+    served = start_service(
+        indexed.settings,
+        tmp_path,
+        TQA_TRACING="true",
+        TQA_MLFLOW_TRACKING_URI=settings.mlflow_tracking_uri,
+        TQA_TRACE_EXPERIMENT=settings.trace_experiment,
+        TQA_TRACE_BATCH_S="600",
+    )
+    try:
+        ids = [httpx.post(f"{served.url}/ask", json={"question": "How is RMS normalization implemented?"}, timeout=60)
+               for _ in range(6)]  # fmt: skip
+        assert all(r.status_code == 200 for r in ids)
+        metrics = httpx.get(f"{served.url}/metrics").text
+        queued = [float(v) for v in re.findall(r"^tqa_trace_queue\S* (\S+)$", metrics, re.M)]
+        assert sum(queued) >= 1, "the answers wait in the export queue"
+        assert _traced_ids(settings) == set()
+    finally:
+        served.stop()
+    with FeedbackStore(indexed.settings.feedback_db) as store:
+        traced = {store.query(r.json()["query_id"])["trace_id"] for r in ids}
+    assert traced <= _traced_ids(settings) and len(traced) == 6

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -82,6 +83,40 @@ def test_unknown_version_changes_nothing(release: dict) -> None:
     assert result.returncode == 2
     assert "has no version 99" in result.stderr
     assert _status(release)["aliases"]["production"] is None
+
+
+def _nothing_changed(release: dict) -> None:
+    status = _status(release)
+    assert status["aliases"] == {"staging": None, "canary": None, "production": None}
+    assert status["proxy"] is None and not any(s["answering"] for s in status["slots"].values())
+
+
+def test_an_unknown_alias_is_one_sentence(release: dict) -> None:
+    env = {**release["env"], "TQA_MODEL_ALIAS": "nightly"}
+    result = tqa(env, "serve", "--port", str(free_port()), log=release["log"], timeout=120)
+    assert result.returncode == 2, result.stderr
+    assert f"Model '{MODEL}' has no alias 'nightly'" in result.stderr and "Traceback" not in result.stderr
+    _nothing_changed(release)
+
+
+def test_an_unreachable_prometheus_changes_nothing(release: dict) -> None:
+    env = {**release["env"], "TQA_PROMETHEUS_URL": "http://192.0.2.10:9090"}  # a documentation address: no server
+    result = tqa(env, "release", "deploy", "--env", "production", "--version", release["versions"]["good"])
+    assert result.returncode == 2, result.stderr
+    assert "No Prometheus answers at http://192.0.2.10:9090" in result.stderr and "Traceback" not in result.stderr
+    _nothing_changed(release)
+
+
+def test_a_proxy_that_does_not_come_up_changes_nothing(release: dict) -> None:
+    port = int(release["env"]["TQA_PROXY_PORT"])
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as taken:  # another program holds the proxy's port
+        taken.bind(("127.0.0.1", port))
+        taken.listen()
+        good = release["versions"]["good"]
+        result = tqa(release["env"], "release", "deploy", "--env", "production", "--version", good)
+    assert result.returncode == 2, result.stderr
+    assert f"HAProxy did not come up on 127.0.0.1:{port}" in result.stderr and "Traceback" not in result.stderr
+    _nothing_changed(release)
 
 
 def _events(release: dict) -> Path:
