@@ -20,7 +20,7 @@ from ml.errors import UserError
 from ml.index.embed import embedding_text
 from ml.index.state import FileState, StateStore
 from ml.sources.corpus import CHUNKER_VERSION, FileChunks
-from ml.types import Chunk
+from ml.types import FILE_KINDS, Chunk
 
 # Files chunked together (one `git log` for their pins and one blame pool for a checkout), and chunks embedded in
 # one call; a batch is written when it holds BATCH_CHUNKS chunks or its files are all chunked.
@@ -287,10 +287,20 @@ def _store(
 ) -> int:
     """Write one embedded batch, delete what it makes stale, then record its files as done; returns files done."""
     sink.write(chunks, vectors)
+    paths = [f.path for f in batch]
+    stored = sink.file_ids(paths)
+    torn = [i for i, c in enumerate(chunks) if c.id not in stored and c.kind in FILE_KINDS]
+    if torn:
+        # A write cut short (a full disk) can leave an object stored without its filter and search entries, and
+        # Weaviate does not re-index an object written again unchanged: delete those objects and write them anew.
+        sink.delete(chunks[i].id for i in torn)
+        sink.write([chunks[i] for i in torn], None if vectors is None else vectors[torn])
+        stored = sink.file_ids(paths)
+        if missing := [chunks[i].id for i in torn if chunks[i].id not in stored]:
+            raise RuntimeError(f"{len(missing)} chunks written to Weaviate cannot be found by path, e.g. {missing[0]}.")
     # Whatever is stored or recorded under these paths but not produced now is stale: an old version or an
     # interrupted run.
-    paths = [f.path for f in batch]
-    old = sink.file_ids(paths) | {i for p in paths if p in known for i in known[p].chunk_ids}
+    old = stored | {i for p in paths if p in known for i in known[p].chunk_ids}
     report.chunks_deleted += sink.delete(old - {c.id for c in chunks})
     state.record_files(FileState(f.path, f.version, [c.id for c in f.chunks]) for f in batch)
     report.chunks_written += len(chunks)

@@ -6,7 +6,7 @@ import sys
 
 import typer
 
-from ml.errors import UserError
+from ml.errors import UserError, disk_full, disk_full_message
 from ops.cli import ct, dataset, evaluate, feedback, index, infra, query, release, train
 
 HELP = "Transformers QA: ask the HuggingFace Transformers repository a question, get a cited answer."
@@ -85,4 +85,11 @@ def main() -> None:
         app()
     except UserError as exc:
         typer.secho(f"Error: {exc}", fg=typer.colors.RED, err=True)
+        sys.exit(2)
+    except Exception as exc:
+        if not disk_full(exc):
+            raise
+        from ml.settings import Settings
+
+        typer.secho(f"Error: {disk_full_message(Settings().data_dir)}", fg=typer.colors.RED, err=True)
         sys.exit(2)
