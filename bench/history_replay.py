@@ -57,7 +57,8 @@ def main() -> None:
     ).stdout.split()[::-1]
     base, replay = line[0], line[1:]
     print(
-        f"machine: {os.cpu_count()} CPUs; data dir {settings.data_dir}; replaying {len(replay)} commits to {head[:12]}"
+        f"machine: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}; data dir {settings.data_dir}; "
+        f"replaying {len(replay)} commits to {head[:12]}"
     )
     with ExitStack() as stack:
         syncer = open_syncer(stack, settings, args.path, github=False, repo_url=args.repo_url)
@@ -80,7 +81,11 @@ def main() -> None:
             times.append(time.monotonic() - started)
             written.append(report.chunks_written)
             if n % 25 == 0:
-                print(f"  {n}/{len(replay)}: median so far {percentile(times, 50):.2f} s", flush=True)
+                print(
+                    f"  {n}/{len(replay)}: median so far {percentile(times, 50):.2f} s, "
+                    f"load average {os.getloadavg()[0]:.2f}",
+                    flush=True,
+                )
         end = snapshot(syncer.index)
     print(
         f"per-commit sync over {len(times)} commits: median {percentile(times, 50):.2f} s, "
