@@ -93,6 +93,7 @@ def watch(
     remote: Annotated[str, typer.Option(help="The remote to fetch.")] = "origin",
     branch: Annotated[str, typer.Option(help="The remote branch to follow.")] = "main",
     github: GitHubOpt = None,
+    repo_url: RepoUrlOpt = None,
     iterations: Annotated[
         int | None, typer.Option(help="Stop after this many polls (default: run until stopped).")
     ] = None,
@@ -102,7 +103,7 @@ def watch(
 
     settings = Settings()
     with ExitStack() as stack:
-        syncer = open_syncer(stack, settings, path, github)
+        syncer = open_syncer(stack, settings, path, github, repo_url=repo_url)
         console.print(f"watching {remote}/{branch} every {interval:.0f} s; changes go to {settings.staging_file}")
         syncer.watch(remote, branch, interval, iterations=iterations, on_report=_say)
 

@@ -92,13 +92,15 @@ def test_watch_one_iteration_brings_the_index_to_the_remote_head(
     subprocess.run(["git", "clone", "-q", "--bare", str(repo), str(remote)], check=True)
     subprocess.run(["git", "clone", "-q", str(remote), str(checkout)], check=True)
     subprocess.run(["git", "-C", str(checkout), "reset", "-q", "--hard", heads[20]], check=True)
-    env = {**env_for(server, tmp_path / "data", "Watched"), "TQA_GITHUB_REPO": history_repo.OWNER_REPO}
+    env = env_for(server, tmp_path / "data", "Watched")
+    # The checkout's origin is a local path: links come from --repo-url, which watch takes as sync does.
+    url = ("--repo-url", f"https://github.com/{history_repo.OWNER_REPO}")
 
-    first = run_tqa("sync", "--path", str(checkout), "--no-github", env=env)
+    first = run_tqa("sync", "--path", str(checkout), "--no-github", *url, env=env)
     assert first.returncode == 0, first.stderr
     assert status(env)["history"]["head"] == heads[20]
 
-    watched = run_tqa("watch", "--path", str(checkout), "--iterations", "1", "--interval", "1", env=env)
+    watched = run_tqa("watch", "--path", str(checkout), "--iterations", "1", "--interval", "1", *url, env=env)
     assert watched.returncode == 0, watched.stderr
     assert f"{heads[20][:12]} -> {heads[-1][:12]} (fast-forward)" in watched.stderr
     shown = status(env)
