@@ -190,7 +190,7 @@ class ExtractiveAnswerer:
         # The code is the top hit's whole symbol when the pipeline fetched it: a split function's other part or the
         # function an argument documents holds the statements the hit itself lacks.
         # A documented argument asked about is answered by its own entry, not by the rest of its class.
-        own = kind in ("default", "error") and first.kind in ("argument", "example")
+        own = kind in ("default", "error", "howto") and first.kind in ("argument", "example")
         source = first if own else chosen[0].body or first
         if kind in ("error", "howto", "default") or source.kind not in CODE_KINDS:
             code = self._best_code_lines(
