@@ -34,7 +34,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from ml.retrieve import RetrievalConfig, Retriever  # noqa: E402
-from ml.retrieve_history import commits_of  # noqa: E402
+from ml.retrieve_history import commits_of, fetch_diffs  # noqa: E402
 from tests.support import history_repo  # noqa: E402
 
 ROUTE_OFF = 2.0  # an intent threshold no question reaches
@@ -148,7 +148,7 @@ def run_devset(rows: list[dict[str, Any]], k: int = 10) -> list[dict[str, Any]]:
     from ml.settings import Settings
 
     qa = QA(Settings())
-    answerer = HistoryAnswerer(threshold=0.0)
+    answerer = HistoryAnswerer(threshold=0.0, diffs=lambda sha: fetch_diffs(qa.index, sha))
     out = []
     try:
         qa.warm_up()

@@ -229,6 +229,7 @@ class QA:
         from ml.answer.extractive import ExtractiveAnswerer
         from ml.answer.fallback import build_answerer
         from ml.retrieve import RetrievalConfig, Retriever
+        from ml.retrieve_history import fetch_diffs
 
         self.settings = settings
         self._owns_index = index is None
@@ -254,7 +255,9 @@ class QA:
         if confidence is not None:
             confidence.bind((self._batcher or self.embedder).embed_query, self.vocabulary)
         # TQA_ANSWERER=llm puts the LLM first, with the extractive answerer as its fallback.
-        extractive = ExtractiveAnswerer(threshold=settings.abstain_threshold, model=confidence)
+        extractive = ExtractiveAnswerer(
+            threshold=settings.abstain_threshold, model=confidence, diffs=lambda sha: fetch_diffs(index, sha)
+        )
         self.answerer = answerer or build_answerer(settings, extractive)
 
     def warm_up(self) -> None:

@@ -116,6 +116,17 @@ def fetch_commits(index: Any, shas: list[str]) -> list[Chunk]:
     return [_to_chunk(obj) for obj in response.objects]
 
 
+def fetch_diffs(index: Any, sha: str, limit: int = 200) -> list[Chunk]:
+    """The diff chunks of one commit from a `WeaviateIndex` (what a "what changed" answer quotes from)."""
+    from weaviate.classes.query import Filter
+
+    response = index.collection.query.fetch_objects(
+        filters=Filter.by_property("kind").equal("diff") & Filter.by_property("commit").equal(sha),
+        limit=limit,
+    )
+    return sorted((_to_chunk(obj) for obj in response.objects), key=lambda c: (c.path, c.start_line, c.id))
+
+
 def commits_of(hits: Sequence[Hit]) -> list[str]:
     """Distinct commits the hits cite, in rank order (history chunks only: a code chunk's pin is not an answer)."""
     out: list[str] = []

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from ml.answer.base import source_of
@@ -216,6 +217,10 @@ class HistoryAnswerer:
     threshold: float = SUPPORT_THRESHOLD
     max_sources: int = 3
     name: str = "extractive"
+    # Every diff chunk of a commit, by SHA (`ml.retrieve_history.fetch_diffs`): the before/after is taken from the
+    # chosen commit's whole diff, not only from the diff chunks retrieval happened to return. Support and the
+    # abstention decision stay on the retrieved evidence.
+    diffs: Callable[[str], list[Chunk]] | None = None
 
     def answer(self, question: str, hits: list[Hit]) -> Answer | None:
         """The history answer, an abstention when no commit supports the question, or None when not history."""
@@ -246,7 +251,7 @@ class HistoryAnswerer:
             chosen = min(candidates, key=lambda ev: (ev.date or "9999", ev.rank))
         else:
             chosen = min(candidates, key=lambda ev: (-round(support(terms, ev.text()), 1), ev.rank))
-        lines = self._lines(kind, chosen, terms)
+        lines = self._lines(kind, chosen, terms, self._whole_diff(chosen))
         others = [ev for ev in sorted(commits, key=lambda e: e.rank) if ev is not chosen][: self.max_sources - 1]
         cited = [chosen, *others]
         sources, numbers = [], {}
@@ -266,7 +271,15 @@ class HistoryAnswerer:
             answerer=self.name,
         )
 
-    def _lines(self, kind: str, ev: CommitEvidence, terms: dict[str, float]) -> list[str]:
+    def _whole_diff(self, ev: CommitEvidence) -> CommitEvidence:
+        """`ev` with the commit's diff chunks that were not retrieved added after the retrieved ones."""
+        if self.diffs is None:
+            return ev
+        have = {c.id for c in ev.chunks}
+        extra = [c for c in self.diffs(ev.sha) if c.id not in have]
+        return CommitEvidence(ev.sha, ev.rank, ev.score, [*ev.chunks, *extra], ev.hit_numbers)
+
+    def _lines(self, kind: str, ev: CommitEvidence, terms: dict[str, float], diff: CommitEvidence) -> list[str]:
         date = ev.date[:10] or "an unknown date"
         author = ev.author or "an unknown author"
         links = []
@@ -296,7 +309,7 @@ class HistoryAnswerer:
         lines = [head]
         if web:
             lines.append(web)
-        lines.extend(before_after(ev, terms))
+        lines.extend(before_after(diff, terms))
         return lines
 
 

@@ -217,3 +217,50 @@ def test_who_questions_route_to_history_but_who_calls_does_not() -> None:
     assert history_intent("Who implemented DoRA in PEFT?") >= 0.5
     assert history_intent("Who made safe_serialization the default?") >= 0.5
     assert history_intent("Who calls apply_rotary_pos_emb?") == 0.0
+
+
+def test_what_changed_quotes_the_chosen_commits_whole_diff() -> None:
+    """Retrieval returned the commit and its test's diff, not the diff of the edited line: the answer quotes the edit
+    all the same, from the commit's whole diff, and the commit it answers from is still the one retrieved."""
+    sha = "ab" * 20
+    head = "Make sdpa the default attn_implementation (#4)"
+    commit = Chunk(
+        id="c",
+        kind="commit",
+        path="",
+        commit=sha,
+        pr=4,
+        symbol=f"{sha[:7]} {head}",
+        date="2024-01-04T00:00:00",
+        text=f"commit {sha}\nAuthor: Dev Two\nDate: 2024-01-04\n\n{head}",
+        url=f"https://github.com/o/r/commit/{sha}",
+    )
+    test_diff = Chunk(
+        id="t",
+        kind="diff",
+        path="tests/test_config.py",
+        commit=sha,
+        pr=4,
+        date="2024-01-04T00:00:00",
+        text="diff of tests/test_config.py\n-    config = LlamaConfig()\n"
+        '+    config = LlamaConfig(attn_implementation="sdpa")\n',
+    )
+    source_diff = Chunk(
+        id="s",
+        kind="diff",
+        path="src/minitf/configuration.py",
+        commit=sha,
+        pr=4,
+        date="2024-01-04T00:00:00",
+        text='diff of src/minitf/configuration.py\n-        attn_implementation="eager",\n'
+        '+        attn_implementation="sdpa",\n',
+    )
+    hits = [Hit(chunk=commit, score=2.0, dense=0.5), Hit(chunk=test_diff, score=1.0, dense=0.5)]
+    question = "What changed in the default attn_implementation?"
+
+    without = ExtractiveAnswerer().answer(question, hits)
+    with_diffs = ExtractiveAnswerer(diffs=lambda c: [test_diff, source_diff] if c == sha else []).answer(question, hits)
+    assert not without.abstained and "changed: `eager` -> `sdpa`" not in without.answer
+    assert with_diffs.answer.splitlines()[0] == without.answer.splitlines()[0]  # the same commit, as retrieved
+    assert "In src/minitf/configuration.py:" in with_diffs.answer.splitlines()
+    assert "    changed: `eager` -> `sdpa`" in with_diffs.answer.splitlines()
