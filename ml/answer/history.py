@@ -250,7 +250,15 @@ class HistoryAnswerer:
         if kind == "first":
             chosen = min(candidates, key=lambda ev: (ev.date or "9999", ev.rank))
         else:
-            chosen = min(candidates, key=lambda ev: (-round(support(terms, ev.text()), 1), ev.rank))
+            removal = bool(_REMOVAL.search(question))
+            chosen = min(
+                candidates,
+                key=lambda ev: (
+                    -(removes(ev, terms) if removal else True),
+                    -round(support(terms, ev.text()), 1),
+                    ev.rank,
+                ),
+            )
         lines = self._lines(kind, chosen, terms, self._whole_diff(chosen))
         others = [ev for ev in sorted(commits, key=lambda e: e.rank) if ev is not chosen][: self.max_sources - 1]
         cited = [chosen, *others]
@@ -311,6 +319,29 @@ class HistoryAnswerer:
             lines.append(web)
         lines.extend(before_after(diff, terms))
         return lines
+
+
+# A question about taking something out ("when was Python 3.8 dropped?"): among the commits that support its terms
+# about equally, the one that removes what it names, not the one that added it ("Require Python 3.8").
+_REMOVAL = re.compile(r"\b(remov|drop|delet|deprecat|discontinu|got rid)\w*", re.I)
+
+
+def removes(ev: CommitEvidence, terms: dict[str, float]) -> bool:
+    """Whether the commit takes out what the question names: its subject says it removes something the question
+    names, or its diff removes more mentions of the question's names (identifiers, numbers) than it adds."""
+    subject = ev.subject
+    if _REMOVAL.search(subject) and support(terms, subject) > 0:
+        return True
+    names = [t for t, w in terms.items() if w > 1] or list(terms)
+    removed = added = 0
+    for c in ev.chunks:
+        if c.kind != "diff":
+            continue
+        for line in c.text.splitlines()[1:]:
+            if line[:1] in "+-" and not line.startswith(("+++", "---")):
+                hits = sum(n in line.lower() for n in names)
+                removed, added = (removed + hits, added) if line[0] == "-" else (removed, added + hits)
+    return removed > added
 
 
 def _pr_links(ev: CommitEvidence) -> str:

@@ -264,3 +264,28 @@ def test_what_changed_quotes_the_chosen_commits_whole_diff() -> None:
     assert with_diffs.answer.splitlines()[0] == without.answer.splitlines()[0]  # the same commit, as retrieved
     assert "In src/minitf/configuration.py:" in with_diffs.answer.splitlines()
     assert "    changed: `eager` -> `sdpa`" in with_diffs.answer.splitlines()
+
+
+def test_a_removal_question_picks_the_commit_that_removed_it() -> None:
+    """Both commits name python_requires and 3.8; the one that raised the floor *to* 3.8 ranks first, but the
+    question asks when 3.8 was dropped."""
+
+    def commit(sha: str, day: str, subject: str, removed: str, added: str) -> list[Chunk]:
+        base = dict(commit=sha, date=f"2024-01-{day}T00:00:00", url=f"https://github.com/o/r/commit/{sha}")
+        return [
+            Chunk(id=f"{sha}c", kind="commit", path="", symbol=f"{sha[:7]} {subject}", text=subject, **base),
+            Chunk(id=f"{sha}d", kind="diff", path="setup.py", text=f"diff of setup.py\n-{removed}\n+{added}\n", **base),
+        ]
+
+    require = commit(
+        "1" * 40, "01", "Require Python 3.8 (#1)", '  python_requires=">=3.7.0",', '  python_requires=">=3.8.0",'
+    )
+    drop = commit(
+        "2" * 40, "02", "End of life for 3.8 (#2)", '  python_requires=">=3.8.0",', '  python_requires=">=3.9.0",'
+    )
+    hits = [Hit(chunk=c, score=2.0 - i * 0.1, dense=0.5) for i, c in enumerate(require + drop)]
+    answer = ExtractiveAnswerer().answer("What did python_requires change to when Python 3.8 was dropped?", hits)
+    assert answer.answer.startswith(f"Commit {'2' * 7}"), answer.answer
+    assert "    changed: `3.8.0` -> `3.9.0`" in answer.answer.splitlines()
+    added = ExtractiveAnswerer().answer("What did python_requires change to when Python 3.8 was required?", hits)
+    assert added.answer.startswith(f"Commit {'1' * 7}"), added.answer  # not a removal: retrieval order stands
