@@ -231,11 +231,19 @@ class HistoryAnswerer:
             return None
         terms = distinctive(key_terms(question), [ev.text() for ev in commits])
         scored = [(support(terms, ev.text()), ev) for ev in commits]
+        removal = bool(_REMOVAL.search(question)) and kind != "first"
+        if removal:
+            # A removal claim is supported only by a commit that removes what the question names; the commit that
+            # added it mentions the same words ("Who removed notebook_launcher?" must not cite its introduction).
+            removing = [(s, ev) for s, ev in scored if removes(ev, terms)]
+            scored = removing or [(0.0, ev) for _, ev in scored]
         best = max(s for s, _ in scored)
         timings = lambda: {"answer_ms": (time.perf_counter() - started) * 1000}  # noqa: E731
         if best < self.threshold:
             missing = [t for t in terms if not any(support({t: terms[t]}, ev.text()) for _, ev in scored)]
             why = f": no commit message or diff mentions {', '.join(missing[:4])}" if missing else ""
+            if removal and not missing:
+                why = f": no commit removes {', '.join(list(terms)[:4])}"
             return Answer(
                 answer=f"{NO_SUCH_CHANGE}{why}.",
                 confidence=round(best, 3),
@@ -250,15 +258,7 @@ class HistoryAnswerer:
         if kind == "first":
             chosen = min(candidates, key=lambda ev: (ev.date or "9999", ev.rank))
         else:
-            removal = bool(_REMOVAL.search(question))
-            chosen = min(
-                candidates,
-                key=lambda ev: (
-                    -(removes(ev, terms) if removal else True),
-                    -round(support(terms, ev.text()), 1),
-                    ev.rank,
-                ),
-            )
+            chosen = min(candidates, key=lambda ev: (-round(support(terms, ev.text()), 1), ev.rank))
         lines = self._lines(kind, chosen, terms, self._whole_diff(chosen))
         others = [ev for ev in sorted(commits, key=lambda e: e.rank) if ev is not chosen][: self.max_sources - 1]
         cited = [chosen, *others]
@@ -321,8 +321,8 @@ class HistoryAnswerer:
         return lines
 
 
-# A question about taking something out ("when was Python 3.8 dropped?"): among the commits that support its terms
-# about equally, the one that removes what it names, not the one that added it ("Require Python 3.8").
+# A question about taking something out ("when was Python 3.8 dropped?"): answered from a commit that removes what
+# it names, not from the one that added it ("Require Python 3.8").
 _REMOVAL = re.compile(r"\b(remov|drop|delet|deprecat|discontinu|got rid)\w*", re.I)
 
 

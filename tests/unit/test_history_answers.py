@@ -289,3 +289,37 @@ def test_a_removal_question_picks_the_commit_that_removed_it() -> None:
     assert "    changed: `3.8.0` -> `3.9.0`" in answer.answer.splitlines()
     added = ExtractiveAnswerer().answer("What did python_requires change to when Python 3.8 was required?", hits)
     assert added.answer.startswith(f"Commit {'1' * 7}"), added.answer  # not a removal: retrieval order stands
+
+
+def test_a_removal_nobody_made_is_not_answered_from_the_commit_that_added_it() -> None:
+    sha = "3" * 40
+    base = dict(commit=sha, date="2021-04-26T00:00:00", url=f"https://github.com/o/r/commit/{sha}")
+    hits = [
+        Hit(
+            chunk=Chunk(
+                id="c",
+                kind="commit",
+                path="",
+                symbol=f"{sha[:7]} Notebook launcher (#44)",
+                text="Notebook launcher (#44)",
+                **base,
+            ),
+            score=2.0,
+            dense=0.5,
+        ),
+        Hit(
+            chunk=Chunk(
+                id="d",
+                kind="diff",
+                path="src/launchers.py",
+                text="diff of src/launchers.py\n+def notebook_launcher(function, args=()):\n",
+                **base,
+            ),
+            score=1.0,
+            dense=0.5,
+        ),
+    ]
+    added = ExtractiveAnswerer().answer("Who added the notebook_launcher function?", hits)
+    assert not added.abstained and "Notebook launcher (#44)" in added.answer
+    removed = ExtractiveAnswerer().answer("Who removed the notebook_launcher function?", hits)
+    assert removed.abstained and removed.answer.startswith(NO_SUCH_CHANGE), removed.answer
