@@ -9,7 +9,10 @@ and every readiness wait on; the second run must change nothing. Then: the three
 cluster that replicates with factor 3 behind API keys, Prometheus (a systemd unit) scrapes them, MLflow keeps its
 runs in PostgreSQL and refuses calls without its admin login, the nvidia role refuses a node without a GPU in one
 sentence, and the WireGuard tunnel (wireguard-go: this kernel has no WireGuard module) carries traffic from every
-spoke to the hub.
+spoke to the hub. On `gpu-0` the tqa_serving role installs the project's wheel, runs its ingest job into the
+cluster (replication factor 3, over the tunnel) and serves it with the Qwen runner on the CPU (a tiny random-weight
+Qwen2 built here); the machine has no internet, so the host lends it, read-only, the test environment's installed
+dependencies (the role's offline path: a .pth file and `pip --no-index`), the corpus and the model.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import secrets
 import shutil
 import subprocess
 import sys
+import sysconfig
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -33,30 +37,66 @@ from ml.settings import Settings
 from ops.infra.configure import PlaybookResult, configure
 from ops.infra.paths import ANSIBLE_DIR
 from tests.support import nspawn
+from tests.support.corpus import make_mini_corpus
+from tests.support.tiny_qwen import build_tiny_model
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 WEAVIATE = ["weaviate-0", "weaviate-1", "weaviate-2"]
 MACHINES = ["monitoring-0", *WEAVIATE, "mlflow-0", "gpu-0"]
 WG_CIDR = "203.0.113.128/25"
-UNITS = {"weaviate": ["weaviate"], "monitoring": ["prometheus", "prometheus-alertmanager"], "mlflow": ["mlflow"]}
+UNITS = {
+    "weaviate": ["weaviate"],
+    "monitoring": ["prometheus", "prometheus-alertmanager"],
+    "mlflow": ["mlflow"],
+    "gpu": ["tqa-ingest", "tqa-qwen-runner", "tqa-rag"],
+}
+ROOT = Path(__file__).resolve().parents[2]
+# Where gpu-0 sees what the host lends it. The dependency tree keeps its host path: the embedding model's ONNX
+# export is keyed by where the model lives.
+SITE_PACKAGES = sysconfig.get_path("purelib")
+CORPUS_AT = "/srv/corpus/transformers"
+MODEL_AT = "/srv/tiny-qwen"
 
 
 @pytest.fixture(scope="module")
-def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[nspawn.Fleet]:
+def serving_artifacts(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """The project's wheel (as `pip wheel` builds it from this tree), the mini corpus and a tiny Qwen model."""
+    base = tmp_path_factory.mktemp("serving")
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation", "-w", base, ROOT],
+        check=True,
+        capture_output=True,
+    )
+    (wheel,) = base.glob("transformers_qa-*.whl")
+    corpus = make_mini_corpus(base / "corpus")
+    model = build_tiny_model(base / "tiny-qwen")
+    # The runner reads it as the service user (safetensors writes its file for the owner alone).
+    for path in model.iterdir():
+        path.chmod(0o644)
+    return {"wheel": wheel, "corpus": corpus.root, "model": model}
+
+
+@pytest.fixture(scope="module")
+def fleet(tmp_path_factory: pytest.TempPathFactory, serving_artifacts: dict[str, Path]) -> Iterator[nspawn.Fleet]:
     why = nspawn.unavailable()
     if why and os.geteuid() != 0 and os.environ.get("TQA_ROOT_TESTS_ELSEWHERE") == "1":
         pytest.skip(f"{why} (TQA_ROOT_TESTS_ELSEWHERE: CI's infra job runs it as root)")
     if why:
         pytest.fail(why)
-    booted = nspawn.boot(MACHINES, tmp_path_factory.mktemp("machines"))
+    lent = {
+        Path(SITE_PACKAGES): SITE_PACKAGES,
+        serving_artifacts["corpus"]: CORPUS_AT,
+        serving_artifacts["model"]: MODEL_AT,
+    }
+    booted = nspawn.boot(MACHINES, tmp_path_factory.mktemp("machines"), binds={"gpu-0": lent})
     try:
         yield booted
     finally:
         nspawn.shutdown(booted)
 
 
-def _inventory(fleet: nspawn.Fleet) -> dict:
+def _inventory(fleet: nspawn.Fleet, wheel: Path) -> dict:
     bastion = fleet.machines["monitoring-0"].address
     wg = [f"203.0.113.{129 + i}" for i in range(len(MACHINES))]
 
@@ -103,6 +143,18 @@ def _inventory(fleet: nspawn.Fleet) -> dict:
                 },
                 # A CPU-only machine in the GPU group: the driver check, the refusal and the files, not the GPU.
                 "nvidia": {"hosts": {"gpu-0": hosts["gpu-0"]}, "vars": {"nvidia_require_gpu": False}},
+                "tqa_serving": {
+                    "hosts": {"gpu-0": hosts["gpu-0"]},
+                    "vars": {
+                        "tqa_serving_wheel": str(wheel),
+                        "tqa_serving_site_packages": SITE_PACKAGES,
+                        "tqa_serving_pip_extra_args": "--no-index",
+                        "tqa_serving_model": MODEL_AT,
+                        "tqa_serving_ingest_path": CORPUS_AT,
+                        # Nothing is registered in this MLflow yet: the wheel's own settings serve.
+                        "tqa_serving_model_alias": "",
+                    },
+                },
                 "wireguard": {"hosts": hosts},
             },
         }
@@ -110,7 +162,7 @@ def _inventory(fleet: nspawn.Fleet) -> dict:
 
 
 @pytest.fixture(scope="module")
-def deployment(fleet: nspawn.Fleet) -> dict:
+def deployment(fleet: nspawn.Fleet, serving_artifacts: dict[str, Path]) -> dict:
     """`tqa infra configure staging` as an operator runs it: inventory and known_hosts in the environment's
     directory, every secret in an Ansible Vault file opened with a password file, host keys checked strictly."""
     api_key = secrets.token_urlsafe(24)
@@ -124,7 +176,7 @@ def deployment(fleet: nspawn.Fleet) -> dict:
     (ansible_dir / "nvidia.yml").write_text(
         yaml.safe_dump([{"name": "GPU check", "hosts": "nvidia", "become": True, "roles": ["nvidia"]}])
     )
-    (environment_dir / "hosts.yml").write_text(yaml.safe_dump(_inventory(fleet)))
+    (environment_dir / "hosts.yml").write_text(yaml.safe_dump(_inventory(fleet, serving_artifacts["wheel"])))
     shutil.copyfile(fleet.known_hosts, environment_dir / "known_hosts")
     vault_key = work / "vault-password"
     vault_key.write_text(secrets.token_urlsafe(32))
@@ -137,6 +189,8 @@ def deployment(fleet: nspawn.Fleet) -> dict:
                 "mlflow_db_password": secrets.token_urlsafe(24),
                 "mlflow_admin_password": mlflow_admin,
                 "mlflow_secret_key": secrets.token_urlsafe(40),
+                "tqa_serving_weaviate_api_key": api_key,
+                "tqa_serving_mlflow_password": mlflow_admin,
             }
         )
     )
@@ -281,3 +335,26 @@ def test_a_gpu_node_without_a_gpu_is_refused_in_one_sentence(deployment: dict) -
     assert refusal and "shows no GPU" in refusal[0] and "CUDA image" in refusal[0], said[-5:]
     recorded = deployment["fleet"].ssh("gpu-0", "grep -vc '^#' /etc/tqa-gpus.txt")
     assert recorded.stdout.strip() == "0"
+
+
+def test_the_rag_service_answers_from_the_three_node_cluster(deployment: dict) -> None:
+    fleet = deployment["fleet"]
+    state = fleet.ssh("gpu-0", "systemctl is-active tqa-ingest tqa-qwen-runner tqa-rag")
+    assert state.stdout.split() == ["active"] * 3, state.stdout + state.stderr
+    # The ingest job wrote the collection with a copy on every node.
+    headers = {"Authorization": f"Bearer {deployment['api_key']}"}
+    base = f"http://{fleet.machines['weaviate-0'].address}:8080"
+    schema = httpx.get(f"{base}/v1/schema/Chunk", headers=headers, timeout=30)
+    assert schema.status_code == 200, schema.text
+    assert schema.json()["replicationConfig"]["factor"] == 3
+    service = f"http://{fleet.machines['gpu-0'].address}:3000"
+    assert httpx.get(f"{service}/healthz", timeout=30).status_code == 200
+    assert httpx.get(f"{service}/readyz", timeout=30).status_code == 200
+    question = {"question": "How is RMS normalization implemented in Llama?"}
+    asked = httpx.post(f"{service}/ask", json=question, timeout=120)
+    assert asked.status_code == 200, asked.text
+    body = asked.json()
+    assert not body["abstained"], body
+    # Cited from the corpus the ingest job indexed (paths relative to the directory it was given).
+    cited = [s["path"] for s in body["sources"] if s["symbol"] == "LlamaRMSNorm"]
+    assert cited and all(path.endswith("models/llama/modeling_llama.py") for path in cited), body["sources"]

@@ -121,18 +121,22 @@ def _run(*argv: str) -> None:
     subprocess.run(argv, check=True, capture_output=True)
 
 
-def boot(names: list[str], base: Path, tun: bool = True) -> Fleet:
-    """Unpack, configure and boot one machine per name; returns when every machine's sshd answers."""
+def boot(names: list[str], base: Path, tun: bool = True, binds: dict[str, dict[Path, str]] | None = None) -> Fleet:
+    """Unpack, configure and boot one machine per name; returns when every machine's sshd answers.
+
+    `binds`: per machine name, host paths shown read-only at the given paths inside it (what the host lends a
+    machine that cannot download it: a dependency tree, a corpus, a model).
+    """
     fleet = Fleet(base=base)
     try:
-        _boot(fleet, names, tun)
+        _boot(fleet, names, tun, binds or {})
     except BaseException:
         shutdown(fleet)
         raise
     return fleet
 
 
-def _boot(fleet: Fleet, names: list[str], tun: bool) -> None:
+def _boot(fleet: Fleet, names: list[str], tun: bool, extra_binds: dict[str, dict[Path, str]]) -> None:
     base = fleet.base
     fleet.bridge = f"tqab{os.getpid() % 100000}"
     hosts = list(SUBNET.hosts())
@@ -144,6 +148,9 @@ def _boot(fleet: Fleet, names: list[str], tun: bool) -> None:
     fleet.ssh_key = base / "id_ed25519"
     _run("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(fleet.ssh_key))
     lower = _shared_root()
+    # debootstrap writes no /etc/hosts, so `localhost` would not resolve (a cloud image has one): each machine gets
+    # its own, bound over this mount point.
+    (lower / "etc/hosts").touch()
     known = []
     for index, name in enumerate(names):
         own = base / name
@@ -156,6 +163,7 @@ def _boot(fleet: Fleet, names: list[str], tun: bool) -> None:
             f'Acquire::http::Proxy "{fleet.proxy.url}";\nAcquire::https::Proxy "{fleet.proxy.url}";\n'
         )
         shutil.copyfile(fleet.ssh_key.with_suffix(".pub"), own / "authorized_keys")
+        (own / "hosts").write_text(f"127.0.0.1\tlocalhost\n{address}\t{name}\n::1\tlocalhost ip6-localhost\n")
         # Each machine gets a host key of its own, and the controller knows it before the first connection.
         _run("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(own / "ssh_host_ed25519_key"))
         key = (own / "ssh_host_ed25519_key.pub").read_text().split()[:2]
@@ -164,9 +172,11 @@ def _boot(fleet: Fleet, names: list[str], tun: bool) -> None:
             own / "10-host0.network": "/etc/systemd/network/10-host0.network",
             own / "01proxy": "/etc/apt/apt.conf.d/01proxy",
             own / "authorized_keys": "/root/.ssh/authorized_keys",
+            own / "hosts": "/etc/hosts",
             own / "ssh_host_ed25519_key": "/etc/ssh/ssh_host_ed25519_key",
             own / "ssh_host_ed25519_key.pub": "/etc/ssh/ssh_host_ed25519_key.pub",
             Path("/etc/resolv.conf").resolve(): "/etc/resolv.conf",
+            **extra_binds.get(name, {}),
         }
         machine = Machine(name=name, root=lower, address=address, log=base / f"{name}.boot.log")
         machine.binds = [f"--bind-ro={src}:{dst}" for src, dst in binds.items()]
