@@ -43,6 +43,11 @@ class Verdict:
     def passed(self) -> bool:
         return not self.breaches
 
+    def add_probe(self, probed: tuple[dict[str, dict[str, int]], list[str]]) -> None:
+        """The persona probe's numbers and breaches (`probe()`, run during the step)."""
+        self.probe, breaches = probed
+        self.breaches += breaches
+
     def as_dict(self) -> dict[str, object]:
         return asdict(self)
 
@@ -106,13 +111,12 @@ def analyse(
     limits: Thresholds,
     probed: tuple[dict[str, dict[str, int]], list[str]] | None = None,
 ) -> Verdict:
-    """Canary over the last step against production over the rollout so far, plus the persona probe's numbers and
-    breaches (`probed`, from `probe()` run during the step) when there are some.
+    """Canary over the step (its last `step_s` seconds) against production over the rollout so far, plus the
+    persona probe's numbers and breaches (`probed`, from `probe()` run during the step) when there are some.
     """
     canary = measure(prometheus, canary_slot, step_s)
     production = measure(prometheus, production_slot, max(rollout_s, step_s))
     verdict = Verdict(canary, production, judge(canary, production, limits))
     if probed is not None:
-        verdict.probe, breaches = probed
-        verdict.breaches += breaches
+        verdict.add_probe(probed)
     return verdict

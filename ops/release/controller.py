@@ -27,6 +27,8 @@ STAGING, CANARY, PRODUCTION = "staging", "canary", "production"
 ENVIRONMENTS = (STAGING, CANARY, PRODUCTION)
 # Consecutive failed readiness probes (one a second) after which a canary counts as down.
 DOWN_AFTER = 2
+# How long a rollback the Prometheus analysis decided waits for the persona probe's numbers to record with it.
+PROBE_GRACE_S = 10.0
 
 
 def _ready(url: str) -> bool:
@@ -280,20 +282,24 @@ class ReleaseController:
             self.say(f"Step {rollout.step + 1}/{len(rollout.steps)}: {weight}% to version {rollout.version}.")
             # The persona probe asks both slots directly while the step's traffic flows; its answers join the analysis.
             # A daemon thread: a canary that stops answering is rolled back without waiting for the probe's timeouts.
+            step_started = time.time()
             probing = _Probe(self._slot_url(state, rollout.slot), self._slot_url(state, production), self.thresholds)
             down = self._watch(state, rollout.slot, rollout.interval_s)
-            probed = None if down else probing.result()
             if down:
                 return self._roll_back(state, down, None)
+            # Prometheus first: a canary that breaches there is rolled back at the end of its interval, without
+            # waiting for a probe that a slow or failing canary keeps busy (the probe's numbers join when ready).
             verdict = analyse(
                 self.prometheus.api,
                 rollout.slot,
                 production,
-                rollout.interval_s,
+                time.time() - step_started,
                 time.time() - rollout.started,
                 self.thresholds,
-                probed,
             )
+            probed = probing.result(None if verdict.passed else PROBE_GRACE_S)
+            if probed is not None:
+                verdict.add_probe(probed)
             self.store.record("analysis", version=rollout.version, step=rollout.step + 1, **verdict.as_dict())
             if not verdict.passed:
                 return self._roll_back(state, "; ".join(verdict.breaches), verdict)
@@ -435,10 +441,11 @@ class _Probe:
         except Exception as exc:  # re-raised in result(), in the controller's thread
             self.error = exc
 
-    def result(self) -> tuple[dict[str, dict[str, int]], list[str]] | None:
+    def result(self, timeout_s: float | None = None) -> tuple[dict[str, dict[str, int]], list[str]] | None:
+        """The probe's numbers and breaches; None when it is disabled or still running after `timeout_s`."""
         if self.thread is None:
             return None
-        self.thread.join()
+        self.thread.join(timeout_s)
         if self.error is not None:
             raise self.error
         return self.outcome
