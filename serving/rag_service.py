@@ -19,6 +19,7 @@ from ml.types import FILE_KINDS, HISTORY_KINDS, SearchResult
 from serving.doors import Doors
 from serving.release_info import ReleaseHeaders
 from serving.release_probe import is_probe
+from serving.storage import stored
 from serving.web_page import make_app
 
 os.environ.setdefault("BENTOML_DO_NOT_TRACK", "true")
@@ -189,7 +190,8 @@ class RAGService:
             if self.tracer.dropped > self._dropped:  # the queue was full (MLflow down for long): oldest traces went
                 TRACE_ERRORS.inc(self.tracer.dropped - self._dropped)
                 self._dropped = self.tracer.dropped
-        self.feedback_store.log_query(query_id, question.strip(), logged, trace_id=trace_id)
+        with stored(self.settings.data_dir):
+            self.feedback_store.log_query(query_id, question.strip(), logged, trace_id=trace_id)
         out["query_id"] = query_id
         if excerpts:
             out["excerpts"] = texts
@@ -207,7 +209,8 @@ class RAGService:
         """Rate an answer by its query_id; 201 once the rating is on disk, 404 for an unknown query_id."""
         client = ctx.request.client.host if ctx.request.client else ""
         try:
-            recorded = self.feedback_store.record(validate_feedback(query_id, rating, comment, correction, client))
+            with stored(self.settings.data_dir):
+                recorded = self.feedback_store.record(validate_feedback(query_id, rating, comment, correction, client))
         except FeedbackError as exc:
             raise _check(exc) from exc
         FEEDBACK.labels(rating=recorded["rating"]).inc()
