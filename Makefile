@@ -85,6 +85,14 @@ format: deps ## Apply ruff fixes and formatting
 	$(BIN)/ruff check --fix ml serving ops tests bench
 	$(BIN)/ruff format ml serving ops tests bench
 
+# A venv of its own: the audit reads constraints.txt as pinned and installs none of it.
+AUDIT_VENV ?= .venv-audit
+.PHONY: audit
+audit: ## pip-audit of every pinned dependency, judged by security/audit-policy.yml (needs PyPI's JSON API; CI runs it)
+	test -x $(AUDIT_VENV)/bin/python || python3 -m venv $(AUDIT_VENV)
+	$(AUDIT_VENV)/bin/python -m pip install -q pip-audit==2.10.1 PyYAML==6.0.4
+	PYTHONPATH=. $(AUDIT_VENV)/bin/python -m ops.security.audit --requirements constraints.txt
+
 # Infrastructure (infra/, ansible/, .github/): tools built from the Go module proxy into ~/.cache/tqa-tools.
 ENV ?= staging
 TOOLS_DIR ?= $(HOME)/.cache/tqa-tools

@@ -1,0 +1,1 @@
+"""Supply-chain checks: the dependency audit and its policy."""
