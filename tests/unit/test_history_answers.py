@@ -9,7 +9,18 @@ from pathlib import Path
 import pytest
 
 from ml.answer.extractive import ExtractiveAnswerer
-from ml.answer.history import NO_SUCH_CHANGE, CommitEvidence, before_after, changed_span, key_terms, question_kind
+from ml.answer.history import (
+    NO_SUCH_CHANGE,
+    SUPPORT_THRESHOLD,
+    CommitEvidence,
+    before_after,
+    changed_span,
+    distinctive,
+    group_commits,
+    key_terms,
+    question_kind,
+    support,
+)
 from ml.errors import UserError
 from ml.retrieve import words
 from ml.sources.git_checkout import CheckoutSource, owner_repo_of
@@ -323,3 +334,113 @@ def test_a_removal_nobody_made_is_not_answered_from_the_commit_that_added_it() -
     assert not added.abstained and "Notebook launcher (#44)" in added.answer
     removed = ExtractiveAnswerer().answer("Who removed the notebook_launcher function?", hits)
     assert removed.abstained and removed.answer.startswith(NO_SUCH_CHANGE), removed.answer
+
+
+def _commit(sha: str, subject: str, *diffs: tuple[str, str]) -> list[Chunk]:
+    """A commit chunk and its diff chunks (path, diff body with +/- lines), as git history ingests them."""
+    pr = int(subject.rsplit("(#", 1)[1].rstrip(")")) if "(#" in subject else None
+    base = dict(commit=sha, pr=pr, date="2024-03-01T00:00:00", url=f"https://github.com/o/r/commit/{sha}")
+    head = f"commit {sha}\nAuthor: Dev One\nDate: 2024-03-01\n\n{subject}\n\nFiles changed (1, +1 -1):\n  M x.py"
+    chunks = [Chunk(id=f"{sha}c", kind="commit", path="", symbol=f"{sha[:7]} {subject}", text=head, **base)]
+    for n, (path, body) in enumerate(diffs):
+        text = f"diff of {path} @ {sha[:12]}, 2024-03-01: {subject}\nauthor: Dev One\n{body}"
+        chunks.append(Chunk(id=f"{sha}d{n}", kind="diff", path=path, text=text, **base))
+    return chunks
+
+
+def _ranked(*commits: list[Chunk]) -> list[Hit]:
+    chunks = [c for commit in commits for c in commit]
+    return [Hit(chunk=c, score=2.0 - i * 0.05, dense=0.5) for i, c in enumerate(chunks)]
+
+
+def test_a_default_claim_is_not_supported_by_a_commit_that_only_mentions_default() -> None:
+    """The doc line says "By default" and "FP8 mixed precision" before and after the edit; what changed is the rest
+    of the sentence, so the commit makes nothing the default. A commit that says it does answers the question."""
+    doc = _commit(
+        "a" * 40,
+        "Enable FSDP & Deepspeed + FP8 (#2983)",
+        (
+            "docs/low_precision.md",
+            "-By default, FP8 mixed precision uses MS-AMP. To specify it yourself:\n"
+            "+By default, FP8 mixed precision uses MS-AMP. To specify it yourself or in your config yaml:\n",
+        ),
+    )
+    question = "Which PR made fp8 the default mixed precision?"
+    answer = ExtractiveAnswerer().answer(question, _ranked(doc))
+    assert answer.abstained and answer.answer.startswith(NO_SUCH_CHANGE), answer.answer
+    assert "no commit sets the default of fp8" in answer.answer
+
+    made = _commit(
+        "b" * 40,
+        "Make fp8 the default mixed precision (#3001)",
+        ("src/config.py", '-    mixed_precision: str = "no"\n+    mixed_precision: str = "fp8"\n'),
+    )
+    answer = ExtractiveAnswerer().answer(question, _ranked(doc, made))
+    assert not answer.abstained and answer.answer.startswith("PR #3001"), answer.answer
+
+
+def test_a_default_claim_is_supported_by_an_edited_default_value() -> None:
+    """Neither subject says "default": the edit of the field's default value is what supports the claim, and an
+    example that passes `use_dora=True` to a call sets no default."""
+    example = _commit(
+        "c" * 40,
+        "DOC DoRA example script (#1885)",
+        ("examples/dora.py", "-config = LoraConfig(r=8)\n+config = LoraConfig(r=8, use_dora=True)\n"),
+    )
+    switch = _commit(
+        "d" * 40,
+        "Switch DoRA on for new configs (#1999)",
+        ("src/peft/config.py", "-    use_dora: bool = False\n+    use_dora: bool = True\n"),
+    )
+    question = "When did use_dora become True by default?"
+    assert ExtractiveAnswerer().answer(question, _ranked(example)).abstained
+    answer = ExtractiveAnswerer().answer(question, _ranked(example, switch))
+    assert not answer.abstained and "commit ddddddd (PR #1999)" in answer.answer.splitlines()[0], answer.answer
+
+
+def test_a_removal_claim_is_checked_against_the_commits_whole_diff() -> None:
+    """Retrieval returned the part of the rewrite that removes DeepSpeed lines; the rest of its diff adds DeepSpeed
+    lines back, so it dropped nothing. Without the whole diff the same hits would be answered."""
+    sha = "e" * 40
+    commit, removed_part, added_part = _commit(
+        sha,
+        "DeepSpeed Revamp (#405)",
+        ("src/accelerate/deepspeed.py", "-class DeepSpeedEngineWrapper(DeepSpeedEngine):\n-    drop_last = True\n"),
+        ("src/accelerate/utils.py", "+class DeepSpeedEngineWrapper:\n+    engine: deepspeed.DeepSpeedEngine\n"),
+    )
+    hits = [Hit(chunk=commit, score=2.0, dense=0.5), Hit(chunk=removed_part, score=1.9, dense=0.5)]
+    question = "When did accelerate drop DeepSpeed support?"
+    assert not ExtractiveAnswerer().answer(question, hits).abstained  # the guard: the hits alone look like a removal
+    whole = ExtractiveAnswerer(diffs=lambda c: [removed_part, added_part] if c == sha else [])
+    answer = whole.answer(question, hits)
+    assert answer.abstained and "no commit removes deepspeed" in answer.answer, answer.answer
+
+
+def test_an_addition_claim_needs_its_rarest_term_beside_another() -> None:
+    """Every word of the question occurs in the retrieved commits, and the commit adding "tensorflow" is supported
+    well above the threshold by them, but it adds it to a list of test extras, nowhere near a backend or a launch
+    command; a commit that adds the backend answers."""
+    extras = _commit(
+        "f" * 40,
+        "Add logging capabilities (#293)",
+        ("setup.py", '+extras["test_trackers"] = ["wandb", "comet-ml", "tensorflow"]\n'),
+        ("src/accelerate/tracking.py", "+def log(values):\n+    launch_tracker(values)\n"),
+    )
+    qaic = _commit(
+        "8" * 40,
+        "Add the qaic backend (#3926)",
+        ("src/accelerate/state.py", '+        backend = "qaic"\n'),
+    )
+    question = "Who added a TensorFlow backend to accelerate launch?"
+    hits = _ranked(extras, qaic)
+    terms = distinctive(key_terms(question), [ev.text() for ev in group_commits(hits)])
+    assert support(terms, group_commits(hits)[0].text()) >= SUPPORT_THRESHOLD  # the guard: words alone would answer
+    answer = ExtractiveAnswerer().answer(question, hits)
+    assert answer.abstained and "no commit adds tensorflow" in answer.answer, answer.answer
+    backend = _commit(
+        "9" * 40,
+        "Add a TensorFlow backend to accelerate launch (#4242)",
+        ("src/accelerate/launch.py", '+    if args.backend == "tensorflow":\n+        return run_tf(args)\n'),
+    )
+    answer = ExtractiveAnswerer().answer(question, _ranked(extras, qaic, backend))
+    assert not answer.abstained and "commit 9999999 (PR #4242)" in answer.answer.splitlines()[0], answer.answer
