@@ -17,6 +17,7 @@ users); `python -m ops.ci.replay --list` only parses and prints, as anyone. Stan
 from __future__ import annotations
 
 import argparse
+import fnmatch
 import hashlib
 import json
 import os
@@ -385,8 +386,8 @@ def local_action(uses: str, with_: dict[str, str]) -> LocalAction:
             raise ReplayError(f"{short}: go-version `{version}` must be a version such as 1.24.")
         return LocalAction("setup-go", action, f"{short}: this machine's Go (at least {version}) first on PATH")
     if action in ("actions/cache", "actions/cache/restore"):
-        path = with_.get("path", "")
-        return LocalAction("cache", action, f"{short}: {path.strip()}, cold unless --warm-cache; nothing saved")
+        path = ", ".join(p.strip() for p in with_.get("path", "").splitlines() if p.strip())
+        return LocalAction("cache", action, f"{short}: {path}, cold unless --warm-cache; save tried after the job")
     raise ReplayError(f"{short} has no local equivalent in the replay; map it in ops/ci/replay.py or run it by hand.")
 
 
@@ -553,6 +554,7 @@ class Replay:
         self.workflow, self.source, self.sha, self.event = workflow, source, sha, event
         self.logs, self.repository, self.warm_cache, self.keep = logs, repository, warm_cache, keep
         self.skip = skip or set()
+        self.caches: list[dict[str, str]] = []
 
     def run(self, job_ids: list[str]) -> list[JobResult]:
         results: dict[str, JobResult] = {}
@@ -595,6 +597,7 @@ class Replay:
         print(f"== job {job.id} ({job.runs_on}, timeout {job.timeout_minutes:g} min)", flush=True)
         if unreplayed:
             print(f"   needs {', '.join(unreplayed)}: not replayed in this run, taken as passed", flush=True)
+        self.caches = []
         runner = Runner(job.id, self.keep)
         runner.create()
         marker = f"TQA_CI_REPLAY={runner.name}"
@@ -706,9 +709,16 @@ class Replay:
             self._print_step(steps[-1])
             if not ok and log.exists():
                 print(_indent("\n".join(log.read_text(errors="replace").splitlines()[-40:])), flush=True)
+        for note in self.save_caches(runner, {"HOME": str(runner.home), "PATH": BASE_PATH}):
+            print(f"   post-job {note}", flush=True)
+            status = "warn" if "FAIL" in note else "pass"
+            steps.append(StepResult(job.id, len(job.steps) + 1, note.split(":")[0], status, 0, note))
+        seconds = time.monotonic() - started
+        removed = time.monotonic()
         cleanup = runner.remove(marker)
+        cleanup = "; ".join(filter(None, [cleanup, f"runner removed in {time.monotonic() - removed:.0f} s"]))
         status = "fail" if context.failed or context.cancelled else "pass"
-        return JobResult(job.id, status, time.monotonic() - started, steps, cleanup)
+        return JobResult(job.id, status, seconds, steps, cleanup)
 
     def _print_step(self, result: StepResult) -> None:
         detail = f"  ({result.detail})" if result.detail else ""
@@ -816,24 +826,75 @@ class Replay:
         return False, f"no local equivalent for {action.action}"
 
     def _cache(self, with_: dict[str, str], runner: Runner, log: Path) -> tuple[bool, str]:
-        paths = [p.strip() for p in with_.get("path", "").splitlines() if p.strip()]
+        """A cold cache restores nothing; `--warm-cache` restores as a hit would: tar, extracted as the runner user."""
+        self.caches.append(with_)
         if not self.warm_cache:
             log.write_text("cold: nothing restored\n")
             return True, "cold: nothing restored"
-        restored = []
-        for path in paths:
-            if not path.startswith("~/"):
+        members = cache_members(Path.home(), with_.get("path", ""))
+        if not members:
+            log.write_text(f"miss: nothing under {Path.home()} matches\n")
+            return True, "miss: nothing to restore"
+        listing = runner.home / "work" / "_temp" / "cache-restore.list"
+        listing.write_text("\n".join(members) + "\n")
+        pack = subprocess.Popen(
+            ["tar", "-C", str(Path.home()), "--no-recursion", "-T", str(listing), "-cf", "-"], stdout=subprocess.PIPE
+        )
+        unpack = subprocess.run(
+            runner.as_user({"HOME": str(runner.home)}, ["tar", "-C", str(runner.home), "-xf", "-"]),
+            stdin=pack.stdout,
+            capture_output=True,
+            text=True,
+        )
+        pack.wait()
+        log.write_text(unpack.stdout + unpack.stderr)
+        if unpack.returncode != 0:
+            # actions/cache warns and goes on with what it could not restore; the replay does the same.
+            return True, f"restore failed, as a cold cache (tar: {unpack.stderr.strip().splitlines()[-1][:160]})"
+        return True, f"hit (--warm-cache): {len(members)} entries from {Path.home()}"
+
+    def save_caches(self, runner: Runner, env: dict[str, str]) -> list[str]:
+        """What each cache's post-job save would do: tar of its paths as the runner user (root-owned files fail it)."""
+        notes = []
+        for with_ in self.caches:
+            path = " ".join(p.strip() for p in with_.get("path", "").splitlines() if p.strip())
+            members = cache_members(runner.home, with_.get("path", ""))
+            if not members:
+                notes.append(f"cache save of {path}: nothing to save")
                 continue
-            source = Path.home() / path[2:]
-            target = runner.home / path[2:]
-            if source.is_dir():
-                shutil.copytree(source, target, symlinks=True, dirs_exist_ok=True)
-                target.parent.mkdir(parents=True, exist_ok=True)
-                _own_tree(runner, runner.home / Path(path[2:]).parts[0])
-                restored.append(f"{path} from {source}")
-        detail = f"hit (--warm-cache): {', '.join(restored)}" if restored else "miss: nothing to restore"
-        log.write_text(detail + "\n")
-        return True, detail
+            listing = runner.home / "work" / "_temp" / "cache-save.list"
+            listing.write_text("\n".join(members) + "\n")
+            runner.own(listing)
+            # Through a pipe: GNU tar reads no file contents when its archive is /dev/null.
+            script = f"tar -C ~ --no-recursion -T {shlex.quote(str(listing))} -cf - | wc -c"
+            argv = runner.as_user(env, ["bash", "-o", "pipefail", "-c", script])
+            done = subprocess.run(argv, capture_output=True, text=True)
+            if done.returncode == 0:
+                notes.append(f"cache save of {path}: would succeed ({int(done.stdout) / 2**20:.0f} MiB)")
+            else:
+                errors = [line for line in done.stderr.splitlines() if line.startswith("tar:")]
+                notes.append(f"cache save of {path}: WOULD FAIL ({len(errors)} tar errors, first: {errors[:1]})")
+        return notes
+
+
+def cache_members(home: Path, paths: str) -> list[str]:
+    """Entries (relative to `home`) an actions/cache `path:` block names: `~/` paths, `!` lines excluded."""
+    include = [p.strip()[2:] for p in paths.splitlines() if p.strip().startswith("~/")]
+    exclude = [p.strip()[3:] for p in paths.splitlines() if p.strip().startswith("!~/")]
+
+    def excluded(rel: str) -> bool:
+        return any(fnmatch.fnmatchcase(rel, pattern) for pattern in exclude)
+
+    members: list[str] = []
+    for top in include:
+        if not (home / top).exists() or excluded(top):
+            continue
+        members.append(top)
+        for root, dirs, files in os.walk(home / top):
+            rel_root = os.path.relpath(root, home)
+            dirs[:] = [d for d in dirs if not excluded(f"{rel_root}/{d}")]
+            members.extend(f"{rel_root}/{n}" for n in sorted(dirs + files) if not excluded(f"{rel_root}/{n}"))
+    return members
 
 
 def _comm(pid: int) -> str:

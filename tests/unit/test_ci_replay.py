@@ -10,6 +10,7 @@ from ops.ci.replay import (
     Context,
     ReplayError,
     _parse_env_file,
+    cache_members,
     choose_jobs,
     condition,
     describe,
@@ -131,6 +132,33 @@ def test_list_prints_each_step_without_running_anything(capsys: pytest.CaptureFi
     out = capsys.readouterr().out
     assert "infra (ubuntu-24.04, timeout 30 min)" in out
     assert 'bash: sudo -E env "PATH=$PATH" make infra-check' in out
-    assert "~/.cache/tqa-tools, cold unless --warm-cache" in out
+    assert "~/.cache/tqa-tools, !~/.cache/tqa-tools/*.d, !~/.cache/tqa-tools/.#*, cold unless --warm-cache" in out
     assert main(["--workflow", str(CI), "--jobs", "nope", "--list"]) == 2
     assert "no job nope" in capsys.readouterr().err
+
+
+def test_cache_members_follow_the_paths_and_their_exclusions(tmp_path: Path) -> None:
+    tools = tmp_path / ".cache" / "tqa-tools"
+    (tools / "bin").mkdir(parents=True)
+    (tools / "bin" / "tofu").write_text("x")
+    (tools / "rootfs.tar").write_text("x")
+    (tools / "rootfs.d" / "etc").mkdir(parents=True)
+    (tools / "rootfs.d" / "etc" / "shadow").write_text("x")
+    (tools / ".#rootfs.d.lck").write_text("")
+    everything = cache_members(tmp_path, "~/.cache/tqa-tools")
+    assert ".cache/tqa-tools/rootfs.d/etc/shadow" in everything and ".cache/tqa-tools/.#rootfs.d.lck" in everything
+    kept = cache_members(tmp_path, "~/.cache/tqa-tools\n!~/.cache/tqa-tools/*.d\n!~/.cache/tqa-tools/.#*\n")
+    assert sorted(kept) == [
+        ".cache/tqa-tools",
+        ".cache/tqa-tools/bin",
+        ".cache/tqa-tools/bin/tofu",
+        ".cache/tqa-tools/rootfs.tar",
+    ]
+    assert cache_members(tmp_path, "~/.cache/missing") == []
+
+
+def test_ci_yml_caches_no_root_only_rootfs() -> None:
+    """The infra job unpacks a rootfs as root beside its tools; its cache must leave it out or the save fails."""
+    infra = parse_workflow(CI.read_text()).jobs["infra"]
+    (cache,) = [s for s in infra.steps if s.uses and s.uses.startswith("actions/cache@")]
+    assert "!~/.cache/tqa-tools/*.d" in cache.with_["path"].splitlines()
