@@ -295,8 +295,8 @@ class QA:
 
 
 # Hits whose symbol's whole code can say more than the hit: a part of a split function, an argument entry or a
-# usage example (the function or class they document), a function or method.
-BODY_KINDS = frozenset({"function", "method", "argument", "example"})
+# usage example (the function or class they document), a function or method, a class (its methods' code).
+BODY_KINDS = frozenset({"function", "method", "argument", "example", "class"})
 
 
 def with_bodies(index: Any, hits: list[Any], top: int = 3) -> list[Any]:

@@ -67,7 +67,7 @@ class ExtractiveAnswerer:
         self,
         threshold: float | None = None,
         max_sources: int = 3,
-        max_lines: int = 8,
+        max_lines: int = 10,
         model: ConfidenceModel | None = None,
         diffs: Callable[[str], list[Chunk]] | None = None,
     ):
@@ -198,7 +198,7 @@ class ExtractiveAnswerer:
                 q,
                 limit=code_room,
                 exclude=shown + "\n".join(body),
-                code_only=kind == "error",
+                code_only=kind == "error" or (kind == "howto" and bool(lead)),
                 values=kind == "default",
             )
         else:
@@ -208,15 +208,23 @@ class ExtractiveAnswerer:
         for n in see_also:
             if len(lines) >= self.max_lines:
                 break
-            lines.append(self._see_also(n, chosen[n - 1].chunk, q))
+            lines.append(self._see_also(n, chosen[n - 1].chunk, q, chosen[n - 1].body))
         return lines
 
-    def _see_also(self, n: int, c: Chunk, q: set[str]) -> str:
+    def _see_also(self, n: int, c: Chunk, q: set[str], body: Chunk | None = None) -> str:
+        """One line for a lower hit: its sentence that shares most with the question, or, when that sentence shares
+        under two words and the hit is code, the statement of its whole symbol (`body`) that shares most."""
         if c.kind in HISTORY_KINDS:
             return f"See also {history_line(c)} [{n}]"
         sentence = self._best_sentence(_body(c), q)
-        code = self._best_code_lines(_body(c), q, limit=1)
-        detail = _shorten(sentence, 160) or (code[0] if code else "")
+        detail = ""
+        if (body is not None or c.kind in CODE_KINDS) and len(q & _stems(sentence)) < 2:
+            code = _body(body or c)
+            window = statement_window(code, q, 1)
+            detail = f"`{code.splitlines()[window[0]].strip()[:160]}`" if window else ""
+        if not detail:
+            code_lines = self._best_code_lines(_body(c), q, limit=1)
+            detail = _shorten(sentence, 160) or (code_lines[0] if code_lines else "")
         label = _label(c)
         return f"See also {label} ({_where(c)}): {detail} [{n}]" if detail else f"See also {label} [{n}]"
 
@@ -359,6 +367,7 @@ class ExtractiveAnswerer:
         if limit <= 0:
             return []
         in_doc = _docstring_lines(text) if code_only else set()
+        headers = _signature_lines(text)
         risky = _risky(text)
         scored = []
         seen: set[str] = set()
@@ -368,6 +377,8 @@ class ExtractiveAnswerer:
                 not stripped
                 or stripped in seen
                 or (code_only and i in in_doc)
+                or i in headers
+                or stripped.startswith("class ")
                 or stripped.startswith(("#", "@", '"""', "'''", "module ", "Defines: ", ">>>"))
                 or (risky and INSTRUCTION_LIKE.search(stripped))
                 or stripped.rstrip(":")[:160] in exclude
@@ -408,7 +419,7 @@ def statement_window(text: str, q: set[str], limit: int, exclude: str = "") -> l
         if (
             not stripped
             or i in skip
-            or stripped.startswith("@")
+            or stripped.startswith(("@", "class "))
             or (risky and INSTRUCTION_LIKE.search(stripped))
             or stripped.rstrip(":")[:160] in exclude
         ):
@@ -457,23 +468,26 @@ def _unique(items: list) -> list:
 
 
 def _signature_lines(text: str) -> set[int]:
-    """0-based indexes of a function's own definition header (when the text starts with one, decorators aside): its
-    `def` line through the line that closes its parameters, and the "(continued, part N of M)" line a later part
-    carries. Parameters restate the question's words without saying what the code does."""
+    """0-based indexes of every function definition header in `text` (a function's own, or each method's in a
+    class's code): its `def` line through the line that closes its parameters, and the "(continued, part N of M)"
+    line a later part carries. Parameters restate the question's words without saying what the code does."""
     lines = text.splitlines()
-    first = next((i for i, line in enumerate(lines) if line.strip() and not line.strip().startswith("@")), None)
-    if first is None or not re.match(r"(async\s+)?def\s", lines[first].strip()):
-        return set()
     out: set[int] = set()
-    depth = 0
-    for i in range(first, len(lines)):
-        stripped = lines[i].strip()
-        out.add(i)
-        depth += stripped.count("(") + stripped.count("[") - stripped.count(")") - stripped.count("]")
-        if depth <= 0 and re.search(r":\s*(#.*)?$", stripped):
-            if i + 1 < len(lines) and lines[i + 1].strip().startswith("... (continued, part"):
-                out.add(i + 1)
-            break
+    i = 0
+    while i < len(lines):
+        if not re.match(r"(async\s+)?def\s", lines[i].strip()):
+            i += 1
+            continue
+        depth = 0
+        for j in range(i, len(lines)):
+            stripped = lines[j].strip()
+            out.add(j)
+            depth += stripped.count("(") + stripped.count("[") - stripped.count(")") - stripped.count("]")
+            if depth <= 0 and re.search(r":\s*(#.*)?$", stripped):
+                if j + 1 < len(lines) and lines[j + 1].strip().startswith("... (continued, part"):
+                    out.add(j + 1)
+                break
+        i = j + 1
     return out
 
 

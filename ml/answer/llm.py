@@ -107,10 +107,12 @@ def shown(hit: Hit, question: str = "") -> tuple[Chunk, str]:
     extra = [lines[i] for i in window if lines[i].strip() not in hit.chunk.text]
     if not extra:
         return hit.chunk, own
+    # A class's body is its outline followed by its methods' code (`class_body`): its lines are not the file's.
     first, last = body.start_line + window[0], body.start_line + window[-1]
+    where = f"methods of {body.symbol}" if body.kind == "class" else f"lines {first}-{last} of {body.symbol}"
     room = max(SOURCE_CHARS // 2, SOURCE_CHARS - len(own))
     code = "\n".join(textwrap.dedent("\n".join(lines[window[0] : window[-1] + 1])).splitlines())[:room]
-    return body, f"{own[: SOURCE_CHARS - len(code)]}\n[lines {first}-{last} of {body.symbol}]\n{code}"
+    return body, f"{own[: SOURCE_CHARS - len(code)]}\n[{where}]\n{code}"
 
 
 def build_messages(question: str, hits: list[Hit]) -> list[dict[str, str]]:

@@ -41,6 +41,8 @@ RETURN_PROPERTIES = ["text", *CHUNK_FIELDS, "_node_content", "_node_type", "docu
 QUERY_PROPERTIES = ["text", "search_text", "symbol^2"]
 # Weaviate's default QUERY_MAXIMUM_RESULTS: a server this project did not start (a cluster) refuses larger limits.
 QUERY_PAGE = 10_000
+# A class this long or shorter is quoted from its methods' code; a longer one (`Trainer`) only from its outline.
+CLASS_BODY_LINES = 400
 
 
 def embedded_env(settings: Settings) -> dict[str, str]:
@@ -285,11 +287,12 @@ class WeaviateIndex:
         return found
 
     def symbol_bodies(self, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], Chunk]:
-        """The code of each `(path, symbol)`: a function or method whole, its split parts joined; a class as its
-        outline chunk. Keys with no code chunk (a doc section, a commit) are left out."""
+        """The code of each `(path, symbol)`: a function or method whole, its split parts joined; a class of up to
+        `CLASS_BODY_LINES` lines as its outline with its methods' code (`class_body`), a longer one as its outline
+        chunk. Keys with no code chunk (a doc section, a commit) are left out."""
         from weaviate.classes.query import Filter
 
-        from ml.sources.python_code import join_parts
+        from ml.sources.python_code import class_body, join_parts
 
         wanted = {k for k in keys if k[0] and k[1]}
         if not wanted:
@@ -327,6 +330,46 @@ class WeaviateIndex:
             first = chunks[0]
             url = re.sub(r"#L\d+-L\d+$", f"#L{start}-L{end}", first.url) if first.url else ""
             out[key] = first.model_copy(update={"start_line": start, "end_line": end, "text": text, "url": url})
+        classes = {
+            key: c for key, c in out.items() if c.kind == "class" and c.end_line - c.start_line < CLASS_BODY_LINES
+        }
+        for key, methods in self._methods_of(classes).items():
+            out[key] = classes[key].model_copy(update={"text": class_body(classes[key].text, methods)})
+        return out
+
+    def _methods_of(self, classes: dict[tuple[str, str], Chunk]) -> dict[tuple[str, str], list[tuple[int, int, str]]]:
+        """Each class's methods as `(start_line, end_line, code)`, split methods joined, in one query."""
+        from weaviate.classes.query import Filter
+
+        from ml.sources.python_code import join_parts
+
+        if not classes:
+            return {}
+        # A method's symbol `Class.name` holds the class's name as a word: the filter finds them, the prefix decides.
+        response = self.collection.query.fetch_objects(
+            filters=Filter.all_of(
+                [
+                    Filter.by_property("path").contains_any(sorted({path for path, _ in classes})),
+                    Filter.by_property("kind").equal("method"),
+                    Filter.any_of([Filter.by_property("symbol").equal(symbol) for _, symbol in sorted(classes)]),
+                ]
+            ),
+            limit=500,
+            return_properties=["text", *CHUNK_FIELDS],
+        )
+        parts: dict[tuple[str, str], dict[str, list[Chunk]]] = {}
+        for obj in response.objects:
+            props = dict(obj.properties)
+            chunk = chunk_from_properties(str(obj.uuid), props.get("text") or "", props)
+            owner, _, name = chunk.symbol.rpartition(".")
+            if (chunk.path, owner) in classes and name:
+                parts.setdefault((chunk.path, owner), {}).setdefault(chunk.symbol, []).append(chunk)
+        out: dict[tuple[str, str], list[tuple[int, int, str]]] = {}
+        for key, by_method in parts.items():
+            for chunks in by_method.values():
+                joined = join_parts([(c.start_line, c.end_line, c.text) for c in chunks])
+                if joined is not None:
+                    out.setdefault(key, []).append(joined)
         return out
 
     def delete_ids(self, ids: Iterable[str]) -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import re
 from dataclasses import dataclass
 
 from ml.sources.docstrings import docstring_units
@@ -181,6 +182,21 @@ def join_parts(parts: list[tuple[int, int, str]]) -> tuple[int, int, str] | None
     if len(by_line) != last - first + 1:
         return None
     return first, last, "\n".join(by_line[n] for n in range(first, last + 1))
+
+
+def class_body(outline: str, methods: list[tuple[int, int, str]]) -> str:
+    """A class's code for an answer to quote from: its outline chunk (signature, docstring, attributes) with each
+    method's whole code (`(start_line, end_line, text)`, in file order) in place of the outline's one-line member
+    signatures. A method whose parts leave a gap is left out, never quoted with lines dropped."""
+    member = re.compile(r"^    (async\s+)?def\s")
+    in_doc = False
+    head = []
+    for line in outline.splitlines():
+        if line.count('"""') % 2 == 1:
+            in_doc = not in_doc
+        if in_doc or not member.match(line):
+            head.append(line)
+    return "\n\n".join(["\n".join(head), *(text for _, _, text in sorted(methods))])
 
 
 LICENSE_WORDS = ("copyright", "license", "licensed")

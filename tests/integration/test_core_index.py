@@ -113,3 +113,19 @@ def test_a_split_function_is_fetched_whole_for_the_answer(indexed: Indexed) -> N
     hits = with_bodies(indexed.index, [Hit(chunk=unit, score=1.0), Hit(chunk=doc, score=0.5)])
     assert hits[0].body is not None and hits[0].body.text == whole.text
     assert hits[1].body is None
+
+
+def test_a_class_is_fetched_with_its_methods_code_for_the_answer(indexed: Indexed) -> None:
+    path = "transformers/models/llama/modeling_llama.py"
+    stored = [c for c in indexed.index.iter_chunks() if c.path == path]
+    outline = next(c for c in stored if c.symbol == "LlamaRMSNorm" and c.kind == "class")
+    methods = sorted((c for c in stored if c.symbol.startswith("LlamaRMSNorm.") and c.kind == "method"),
+                     key=lambda c: c.start_line)  # fmt: skip
+    assert {m.symbol for m in methods} >= {"LlamaRMSNorm.__init__", "LlamaRMSNorm.forward"}
+    body = indexed.index.symbol_bodies([(path, "LlamaRMSNorm")])[(path, "LlamaRMSNorm")]
+    assert (body.kind, body.start_line, body.end_line) == ("class", outline.start_line, outline.end_line)
+    lines = (indexed.corpus.base / path).read_text().splitlines()
+    for m in methods:  # every method's exact lines, in file order, where the outline had its signature only
+        assert "\n".join(lines[m.start_line - 1 : m.end_line]) in body.text
+    assert body.text.index("def __init__(") < body.text.index("def forward(")
+    assert "variance_epsilon" in body.text and "variance_epsilon" not in outline.text.split('"""')[-1]

@@ -117,3 +117,17 @@ def test_markdown_is_chunked_by_heading_with_heading_path() -> None:
     assert [p.symbol for p in pieces] == ["Quantization", "Quantization > bitsandbytes", "Quantization > GPTQ"]
     assert pieces[1].start_line == 4 and pieces[1].end_line == 8
     assert "# not a heading" in pieces[1].text
+
+
+def test_a_class_body_is_its_outline_with_each_methods_code_in_place_of_its_signature() -> None:
+    from ml.sources.python_code import class_body
+
+    pieces = {p.symbol: p for p in chunk_python(SOURCE, "pkg.greet")}
+    outline = pieces["Greeter"].text
+    assert "    def greet(self" in outline  # the outline names each method by its signature only
+    methods = [(p.start_line, p.end_line, p.text) for p in (pieces["Greeter.loud"], pieces["Greeter.greet"])]
+    body = class_body(outline, methods)
+    assert '"""Greets people politely."""' in body and 'style = "formal"' in body
+    assert 'return f"{GREETING} {name}"' in body and "return True" in body
+    assert body.count("def greet(") == 1  # the member line gave way to the method's own code
+    assert body.index("def greet(") < body.index("def loud(")  # file order, whatever order they came in

@@ -289,3 +289,56 @@ def test_a_hit_without_the_code_asked_about_is_answered_from_its_whole_symbol() 
     assert (answer.sources[0].start_line, answer.sources[0].end_line) == (5, 24)
     assert answer.sources[0].url.endswith("#L5-L24")
     assert "modeling_gemma2.py:5-24" in answer.answer and ":12-14" not in answer.answer
+
+
+POOLER = Chunk(
+    id="p",
+    kind="class",
+    path="transformers/models/bert/modeling_bert.py",
+    start_line=455,
+    end_line=467,
+    symbol="BertPooler",
+    url="u",
+    text="class BertPooler(nn.Module):\n    def __init__(self, config):\n    def forward(self, hidden_states):",
+)
+POOLER_BODY = POOLER.model_copy(
+    update={
+        "text": "class BertPooler(nn.Module):\n\n    def __init__(self, config):\n        super().__init__()\n"
+        "        self.dense = nn.Linear(config.hidden_size, config.hidden_size)\n"
+        "        self.activation = nn.Tanh()\n\n"
+        "    def forward(self, hidden_states):\n"
+        "        # We pool the model by simply taking the hidden state corresponding to the first token.\n"
+        "        first_token_tensor = hidden_states[:, 0]\n        pooled_output = self.dense(first_token_tensor)\n"
+        "        pooled_output = self.activation(pooled_output)\n        return pooled_output"
+    }
+)
+
+
+def test_a_class_hit_is_answered_from_its_methods_code_not_its_outline() -> None:
+    question = "What does BERT's pooler output contain, which token's hidden state?"
+    answerer = ExtractiveAnswerer(threshold=0.0)
+    outline_only = answerer.answer(question, [Hit(chunk=POOLER, score=1.0, dense=0.6)])
+    assert "first_token_tensor" not in outline_only.answer
+    answer = answerer.answer(question, [Hit(chunk=POOLER, score=1.0, dense=0.6, body=POOLER_BODY)])
+    assert "first_token_tensor = hidden_states[:, 0]" in answer.answer
+    assert "def forward" not in answer.answer and "def __init__" not in answer.answer  # signatures explain nothing
+    assert (answer.sources[0].start_line, answer.sources[0].end_line) == (455, 467)
+
+
+def test_a_lower_code_hit_whose_prose_says_little_is_seen_by_its_matching_statement() -> None:
+    question = "What does BERT's pooler output contain, which token's hidden state?"
+    top = Chunk(
+        id="h",
+        kind="class",
+        path="transformers/models/bert/modeling_bert.py",
+        start_line=513,
+        end_line=520,
+        symbol="BertOnlyNSPHead",
+        url="u",
+        text="class BertOnlyNSPHead(nn.Module):\n    def forward(self, pooled_output):\n"
+        "        return self.seq_relationship(pooled_output)",
+    )
+    hits = [Hit(chunk=top, score=1.0, dense=0.6), Hit(chunk=POOLER, score=0.9, dense=0.5, body=POOLER_BODY)]
+    answer = ExtractiveAnswerer(threshold=0.0).answer(question, hits)
+    see_also = next(line for line in answer.answer.splitlines() if line.startswith("See also `BertPooler`"))
+    assert "hidden_states[:, 0]" in see_also and see_also.endswith("[2]")

@@ -231,3 +231,25 @@ def test_a_hit_lacking_its_symbols_code_is_shown_with_it_and_cites_the_whole_sym
     )
     assert not answer.abstained
     assert (answer.sources[0].start_line, answer.sources[0].end_line) == (5, 14)
+
+
+def test_a_class_is_shown_with_its_methods_code_without_made_up_line_numbers() -> None:
+    outline = Chunk(
+        id="c",
+        kind="class",
+        path="src/transformers/models/bert/modeling_bert.py",
+        start_line=455,
+        end_line=467,
+        symbol="BertPooler",
+        text="class BertPooler(nn.Module):\n    def __init__(self, config):\n    def forward(self, hidden_states):",
+    )
+    body = outline.model_copy(
+        update={
+            "text": "class BertPooler(nn.Module):\n\n    def forward(self, hidden_states):\n"
+            "        first_token_tensor = hidden_states[:, 0]\n        return self.dense(first_token_tensor)"
+        }
+    )
+    prompt = build_messages("Which token does BERT's pooler take?", [Hit(chunk=outline, score=1.0, body=body)])
+    content = prompt[-1]["content"]
+    assert "first_token_tensor = hidden_states[:, 0]" in content and "[methods of BertPooler]" in content
+    assert "[lines " not in content  # the class's code is joined from its methods: no file line numbers to give
