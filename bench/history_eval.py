@@ -44,6 +44,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "+ intent boost + routing": dict(history=True, history_links=False),
     "+ code->history links only": dict(history=True, history_boost=0.0, history_route_threshold=ROUTE_OFF),
     "+ links + intent boost": dict(history=True, history_route_threshold=ROUTE_OFF),
+    "+ links + intent boost + routing, one commit's chunks not spread": dict(history=True, history_per_commit=0),
     "+ links + intent boost + routing (default)": dict(history=True),
 }
 

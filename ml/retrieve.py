@@ -12,7 +12,7 @@ from ml.index.embed import Embedder
 from ml.index.tokens import split_identifier
 from ml.index.weaviate_index import WeaviateIndex
 from ml.rank import Candidate, RankModel, asked_families, featurize
-from ml.retrieve_history import boost_history, expand_history, fetch_commits, history_intent
+from ml.retrieve_history import boost_history, expand_history, fetch_commits, history_intent, spread_commits
 from ml.types import HISTORY_KINDS, Hit
 
 CODE_TOKEN = re.compile(r"`([^`]+)`|\b([A-Za-z_][A-Za-z0-9_]*(?:[._][A-Za-z0-9_]+)+|[A-Z][a-z0-9]+[A-Z][A-Za-z0-9]*)\b")
@@ -32,6 +32,8 @@ class RetrievalConfig:
     history_boost: float = 0.5
     history_links: bool = True
     history_route_threshold: float = 0.5
+    # Chunks of one commit kept ahead of other commits for a history question (`spread_commits`; 0 = off).
+    history_per_commit: int = 2
     # Learned re-ranking (`ml.rank`): on when a model is given to the retriever; extra candidate searches feed it.
     ranker: bool = True
     bm25_candidates: int = 30
@@ -135,6 +137,9 @@ class Retriever:
             hits = boost_history(hits, intent, self.config.history_boost)
             if self.config.history_links:
                 hits = expand_history(hits, lambda shas: fetch_commits(self.index, shas))
+            if intent:
+                # Within the k hits returned, so the answer's evidence stays the same; only its order changes.
+                hits = spread_commits(hits[:k], self.config.history_per_commit) + hits[k:]
         if timings is not None:
             timings["embed_ms"] = (t1 - t0) * 1000
             timings["search_ms"] = (t2 - t1) * 1000

@@ -60,6 +60,28 @@ def boost_history(hits: list[Hit], intent: float, weight: float = 0.5) -> list[H
     return sorted(out, key=lambda h: h.score, reverse=True)
 
 
+def spread_commits(hits: list[Hit], per_commit: int = 2) -> list[Hit]:
+    """Keep at most `per_commit` chunks of one commit ahead of the next commits' chunks; the rest follow, in order.
+
+    A commit that touched many files answers with a diff chunk per file, and one such commit ("ipex intel
+    extension for pytorch integration": eight diffs) can fill the top 5 so that the commit asked about (a
+    two-file "Remove ipex") ranks sixth. Its best chunks keep their places; its others give way to them.
+    """
+    if per_commit <= 0:
+        return hits
+    seen: dict[str, int] = {}
+    ahead, behind = [], []
+    for hit in hits:
+        sha = hit.chunk.commit if hit.chunk.kind in ("commit", "diff") else ""
+        if sha and seen.get(sha, 0) >= per_commit:
+            behind.append(hit)
+            continue
+        if sha:
+            seen[sha] = seen.get(sha, 0) + 1
+        ahead.append(hit)
+    return ahead + behind
+
+
 def history_shas(chunk: Chunk) -> list[str]:
     """The commit SHAs of a code chunk's `history` entries (`sha` or `sha#pr`), most recent first."""
     return [ref.split("#", 1)[0] for ref in chunk.history]

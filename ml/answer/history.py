@@ -259,7 +259,7 @@ class HistoryAnswerer:
 
         if checks:
             scored = [
-                (s if s >= self.threshold and all(check(whole_diff(ev)) for _, check in checks) else 0.0, ev)
+                (0.0 if s >= self.threshold and not all(check(whole_diff(ev)) for _, check in checks) else s, ev)
                 for s, ev in scored
             ]
         best = max(s for s, _ in scored)

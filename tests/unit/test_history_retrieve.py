@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ml.retrieve_history import boost_history, commits_of, expand_history, history_intent
+from ml.retrieve_history import boost_history, commits_of, expand_history, history_intent, spread_commits
 from ml.sources.git_history import commit_chunk_id
 from ml.sources.github_chunks import MAX_THREAD_CHARS, issue_chunks
 from ml.types import Chunk, Hit
@@ -51,3 +51,16 @@ def test_long_threads_are_split_and_keep_their_title() -> None:
     assert len(chunks) >= 3 and all(len(c.text) <= MAX_THREAD_CHARS + 200 for c in chunks)
     assert all(c.text.startswith("Issue #9: Crash") for c in chunks) and len({c.id for c in chunks}) == len(chunks)
     assert chunks[1].url.startswith("https://github.com/example/minitf/issues/9#issuecomment-")
+
+
+def test_one_commit_with_many_diffs_gives_way_to_the_next_commits() -> None:
+    """Five diffs of one wide commit lead; the commit asked about ranks sixth. With two chunks per commit ahead of
+    the others it ranks third, and nothing is dropped: the wide commit's other diffs follow, in their order."""
+    wide, narrow, code = "a" * 40, "b" * 40, _hit("function", 0.5)
+    hits = [_hit("diff", 1.0 - i * 0.01, commit=wide) for i in range(5)] + [_hit("diff", 0.9, commit=narrow), code]
+    spread = spread_commits(hits)
+    assert commits_of(spread[:5]) == [wide, narrow]
+    assert [h.chunk.commit for h in spread[:3]] == [wide, wide, narrow]
+    assert sorted(h.chunk.id for h in spread) == sorted(h.chunk.id for h in hits)
+    assert spread[3] is code and [h.score for h in spread[4:]] == [0.98, 0.97, 0.96]
+    assert spread_commits(hits, per_commit=0) == hits
