@@ -92,7 +92,10 @@ def _shared_root() -> Path:
     shutil.rmtree(root, ignore_errors=True)
     root.mkdir()
     with tarfile.open(TARBALL) as tar:
-        tar.extractall(root, filter="fully_trusted")
+        # Our own tarball, extracted as is (device nodes, owners). `filter` arrived in Python 3.11.4; Debian 12's
+        # python3 is 3.11.2, whose extraction is this one without the argument.
+        trusted = {"filter": "fully_trusted"} if hasattr(tarfile, "fully_trusted_filter") else {}
+        tar.extractall(root, **trusted)
     wants = root / "etc/systemd/system/multi-user.target.wants"
     wants.mkdir(parents=True, exist_ok=True)
     (wants / "systemd-networkd.service").symlink_to("/lib/systemd/system/systemd-networkd.service")
