@@ -20,6 +20,7 @@ from ml.rank import FEATURES, RankModel, fit
 from ml.retrieve import Retriever
 from ml.settings import Settings
 from ml.sources.corpus import Corpus
+from ml.types import Hit
 
 if TYPE_CHECKING:
     from ml.answer.confidence import ConfidenceModel
@@ -85,6 +86,26 @@ def train(
     def keep(q: Query) -> bool:
         return indexed is None or q.path in indexed
 
+    return train_with_held_out(retriever, corpus, dev, docstrings, say, indexed, folds=0)[0]
+
+
+def train_with_held_out(
+    retriever: Retriever,
+    corpus: Corpus,
+    dev: list[Query],
+    docstrings: int = 400,
+    say: Callable[[str], None] = lambda _: None,
+    indexed: set[str] | None = None,
+    folds: int = 5,
+) -> tuple[RankModel, dict[str, RankModel]]:
+    """`train`, and for each dev question a ranker fitted without it (`folds` folds of the dev questions, the
+    generated ones always in): its question text -> that ranker. A model scored on the questions it was fitted to
+    ranks them better than it will rank a new one, so whatever learns from its scores (the confidence model) reads
+    them held out."""
+
+    def keep(q: Query) -> bool:
+        return indexed is None or q.path in indexed
+
     generated = [q for q in docstring_queries(corpus, n=docstrings, seed=TRAIN_DOCSTRING_SEED) if keep(q)]
     dev = [q for q in dev if keep(q)]
     say(f"candidates for {len(dev)} dev and {len(generated)} docstring questions")
@@ -96,7 +117,17 @@ def train(
         raise ValueError("No training question has its gold symbol among the candidates; is the corpus indexed?")
     model = fit(data.x, data.y, data.groups)
     model.trained_on.update({"dev_questions": len(dev), "docstring_questions": len(generated)})
-    return model
+    held_out: dict[str, RankModel] = {}
+    folds = min(folds, len(dev))
+    if folds >= 2:
+        order = np.random.default_rng(0).permutation(len(dev))
+        for fold in range(folds):
+            out = {dev[i].id for i in order[fold::folds]}
+            rows = ~np.isin(data.groups, list(out))
+            if data.y[rows].sum():
+                fold_model = fit(data.x[rows], data.y[rows], data.groups[rows])
+                held_out.update({q.question: fold_model for q in dev if q.id in out})
+    return model, held_out
 
 
 def train_all(
@@ -120,7 +151,7 @@ def train_all(
             indexed = set(store.for_corpus(store.get_meta("corpus") or "").files()) or None
         finally:
             store.close()
-        model = train(retriever, corpus, dev_queries("tune"), docstrings, say, indexed)
+        model, held_out = train_with_held_out(retriever, corpus, dev_queries("tune"), docstrings, say, indexed)
         model.save(out / "ranker.json")
         say(f"ranker: {model.trained_on}")
         retriever.model = model
@@ -133,6 +164,7 @@ def train_all(
             out_of_scope_questions("tune") + extra_out,
             extra_in_scope=extra_in,
             vocabulary=qa.vocabulary,
+            rankers=held_out,
         )
         confidence.save(out / "confidence.json")
         say(f"confidence: {confidence.trained_on}, abstain below in-scope probability {confidence.threshold:.3f}")
@@ -167,23 +199,35 @@ def train_confidence(
     k: int = 5,
     extra_in_scope: list[str] | None = None,
     vocabulary: Vocabulary | None = None,
+    rankers: dict[str, RankModel] | None = None,
 ) -> ConfidenceModel:
     """Fit P(correct) on the dev questions and P(in scope) on them and `extra_in_scope` against the out-of-scope
     ones, through the ranked retriever with the `k` hits an answer reads (`QA.ask`'s default). The question-only
     text model is fitted on the same questions; the other two read its out-of-fold log-odds, so they learn how far
     to trust it on questions it did not see. The abstention threshold lets at most `false_abstention` of the
-    in-scope questions abstain (a wrong "not found" costs a user more than a weak answer)."""
+    in-scope questions abstain (a wrong "not found" costs a user more than a weak answer). A question in
+    `rankers` is ranked by the ranker fitted without it (`train_with_held_out`), as a new question will be."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.model_selection import cross_val_predict
 
     from ml.answer.confidence import ConfidenceModel, features, fit_logistic, logit
 
     extra_in_scope = extra_in_scope or []
+    rankers = rankers or {}
+    shipped = retriever.model
+
+    def search(question: str) -> list[Hit]:
+        retriever.model = rankers.get(question, shipped)
+        try:
+            return retriever.search(question, k=k)
+        finally:
+            retriever.model = shipped
+
     answerable: list[tuple[str, int]] = []  # (question, top-3 cites a gold)
     for q in dev:
         golds = golds_of(corpus, q)
         if golds:
-            hits = retriever.search(q.question, k=k)
+            hits = search(q.question)
             answerable.append((q.question, 1 if first_rank([_result(h) for h in hits[:3]], golds) else 0))
     in_scope = [q for q, _ in answerable] + extra_in_scope
     questions = in_scope + out_of_scope
@@ -200,7 +244,7 @@ def train_confidence(
     rows = []
     for question, text_p in zip(questions, held_out, strict=True):
         foreign = vocabulary.foreign(question) if vocabulary is not None else (0.0, 0.0)
-        rows.append(features(question, retriever.search(question, k=k), logit(float(text_p)), foreign)[0])
+        rows.append(features(question, search(question), logit(float(text_p)), foreign)[0])
     x = np.asarray(rows)
     correct = np.asarray([c for _, c in answerable])
     correct_model = fit_logistic(x[: len(answerable)], correct)
@@ -220,6 +264,7 @@ def train_confidence(
             "extra_in_scope": len(extra_in_scope),
             "out_of_scope": len(out_of_scope),
             "correct": int(correct.sum()),
+            "ranked_held_out": sum(q in rankers for q, _ in answerable),
             "vocabulary_words": len(vocabulary.files) if vocabulary is not None else 0,
         },
     )

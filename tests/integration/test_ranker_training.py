@@ -28,6 +28,9 @@ def test_trained_ranker_and_confidence_load_and_rank(indexed: Indexed, tmp_path:
     confidence = ConfidenceModel.load(out / "confidence.json")
     assert model.features == FEATURES and model.trained_on["positives"] > 0
     assert 0.0 < confidence.threshold < 1.0
+    # The confidence model learns from how a ranker scores questions it was not fitted to, as a user's will be.
+    assert confidence.trained_on["answerable"] >= 2
+    assert confidence.trained_on["ranked_held_out"] == confidence.trained_on["answerable"]
 
     families = {"mixtral": "transformers/models/mixtral/", "mistral": "transformers/models/mistral/",
                 "llama": "transformers/models/llama/"}  # fmt: skip
