@@ -473,7 +473,10 @@ class Runner:
             print("  runner: installing sudo (Debian package), which every GitHub runner has", flush=True)
             env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
             subprocess.run(["apt-get", "install", "-y", "-qq", "sudo"], check=True, env=env, stdout=subprocess.DEVNULL)
-        subprocess.run(["useradd", "--create-home", "--shell", "/bin/bash", "--user-group", self.name], check=True)
+        useradd = ["useradd", "--create-home", "--shell", "/bin/bash", "--user-group", self.name]
+        made = subprocess.run(useradd, capture_output=True, text=True)
+        if made.returncode != 0:
+            raise ReplayError(f"useradd {self.name} failed: {made.stderr.strip()}")
         self.sudoers.parent.mkdir(mode=0o750, exist_ok=True)
         partial = self.sudoers.with_name(f".{self.name}.partial")
         partial.write_text(f"{self.name} ALL=(ALL) NOPASSWD:ALL\n")
@@ -531,8 +534,11 @@ class Runner:
             notes.append(f"{self.home} kept: still mounted there: {', '.join(inside)}")
             return "; ".join(notes)
         self.sudoers.unlink(missing_ok=True)
-        subprocess.run(["userdel", "--remove", self.name], capture_output=True)
+        # The home first: `userdel --remove` would hold the lock on /etc/passwd for as long as that takes.
         shutil.rmtree(self.home, ignore_errors=True)
+        gone = subprocess.run(["userdel", self.name], capture_output=True, text=True)
+        if gone.returncode != 0:
+            notes.append(f"userdel {self.name} failed: {gone.stderr.strip()}")
         return "; ".join(notes)
 
 
