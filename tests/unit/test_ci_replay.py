@@ -118,7 +118,7 @@ def test_job_choice_and_malformed_steps_are_one_sentence_errors() -> None:
     with pytest.raises(ReplayError, match="no job deploy"):
         choose_jobs(workflow, "lint,deploy")
     assert parse_skips(workflow, ["test:7"]) == ["test:7"]
-    for wrong in ("test:8", "test:0", "lint", "deploy:1"):
+    for wrong in ("test:9", "test:0", "lint", "deploy:1"):
         with pytest.raises(ReplayError, match="names no step"):
             parse_skips(workflow, [wrong])
     with pytest.raises(ReplayError, match="exactly one of `run` and `uses`"):
