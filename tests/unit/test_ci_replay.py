@@ -160,5 +160,9 @@ def test_cache_members_follow_the_paths_and_their_exclusions(tmp_path: Path) -> 
 def test_ci_yml_caches_no_root_only_rootfs() -> None:
     """The infra job unpacks a rootfs as root beside its tools; its cache must leave it out or the save fails."""
     infra = parse_workflow(CI.read_text()).jobs["infra"]
-    (cache,) = [s for s in infra.steps if s.uses and s.uses.startswith("actions/cache@")]
+    caches = [s for s in infra.steps if s.uses and s.uses.startswith("actions/cache@")]
+    (cache,) = [s for s in caches if "tqa-tools" in s.with_["path"]]
     assert "!~/.cache/tqa-tools/*.d" in cache.with_["path"].splitlines()
+    # The role test installs Weaviate from the controller: the job provides the binary before the root step.
+    runs = [s.run.strip() for s in infra.steps if s.run]
+    assert runs.index("make weaviate") < next(i for i, r in enumerate(runs) if "make infra-check" in r)
