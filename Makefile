@@ -29,14 +29,21 @@ run: setup ## The main job: index the installed transformers package, then ask i
 	$(BIN)/tqa ingest
 	$(BIN)/tqa ask "How do I load a model in 4-bit?"
 
+# PYTEST_WORKERS=2: whole files to two pytest-xdist processes, in collection order (tests/conftest.py puts the slowest
+# first); 0 (the default until a parallel run is green on a quiet machine): one test at a time in this process.
+# PYTEST_ARGS: more options (e.g. --durations=30).
+PYTEST_WORKERS ?= 0
+PYTEST_ARGS ?=
+PYTEST_PARALLEL = $(if $(filter-out 0,$(PYTEST_WORKERS)),-n $(PYTEST_WORKERS) --dist loadfile --no-loadscope-reorder)
+
 test: setup infra-tools browser release-tools ## Unit and integration tests (starts its own Weaviate, MLflow, BentoML, Ansible targets on 127.0.0.1)
-	$(BIN)/pytest -q tests
+	$(BIN)/pytest -q $(PYTEST_PARALLEL) $(PYTEST_ARGS) tests
 
 test-unit: deps ## Unit tests only (no services)
 	$(BIN)/pytest -q tests/unit
 
 test-integration: setup infra-tools browser release-tools ## Integration tests only (real Weaviate, MLflow, BentoML, Ansible targets on 127.0.0.1)
-	$(BIN)/pytest -q tests/integration
+	$(BIN)/pytest -q $(PYTEST_PARALLEL) $(PYTEST_ARGS) tests/integration
 
 browser: ## Headless Chromium + chromedriver and Prometheus + promtool (Debian packages) for the web page and monitoring tests
 	bash scripts/ui/install-browser.sh

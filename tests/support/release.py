@@ -13,6 +13,8 @@ from pathlib import Path
 
 import httpx
 
+from tests.support.ports import free_port_range
+
 # Questions the mini corpus answers (tests/support/corpus.py), so production rarely abstains on them.
 QUESTIONS = [
     "How do I load a model in 4-bit?",
@@ -80,27 +82,6 @@ class Traffic:
         return Counter(o.version for o in self.outcomes if since <= o.time < until and o.status == 200)
 
 
-def free_port_run(length: int) -> int:
-    """A port p such that p .. p+length-1 are all free now (the release proxy, its slots, staging, Prometheus).
-
-    Drawn below Linux's ephemeral range (32768+), so outgoing connections do not take the ports before the servers
-    that are started minutes later bind them.
-    """
-    import random
-    import socket
-
-    for _ in range(200):
-        base = random.randrange(20000, 32000 - length)
-        try:
-            for p in range(base, base + length):
-                with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-                    s.bind(("127.0.0.1", p))
-            return base
-        except OSError:
-            continue
-    raise RuntimeError("no run of free ports found")
-
-
 def tqa(env: dict[str, str], *args: str, timeout: float = 600, log: Path | None = None) -> subprocess.CompletedProcess:
     """Run `tqa <args>` as a user would, with `env`; output captured (and appended to `log`)."""
     result = subprocess.run(
@@ -115,7 +96,7 @@ def tqa(env: dict[str, str], *args: str, timeout: float = 600, log: Path | None 
 def release_env(data_dir: Path, weaviate_port: int, grpc_port: int, mlflow_uri: str, model: str) -> dict[str, str]:
     """The environment of `tqa release` commands over an existing index, with free ports for the release."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("TQA_")}
-    base = free_port_run(5)
+    base = free_port_range(5)
     env.update(
         TQA_DATA_DIR=str(data_dir),
         TQA_WEAVIATE_PORT=str(weaviate_port),
