@@ -60,6 +60,7 @@ class Forwarder:
         self.tracking_uri = tracking_uri
         self.client = TracingClient(tracking_uri)
         self.no_trace_after_s = no_trace_after_s
+        self._http: Any = None  # the httpx client `run` keeps for its health checks
 
     def reachable(self) -> bool:
         """Whether the tracking server answers its health check (always True for a non-HTTP tracking URI).
@@ -70,8 +71,11 @@ class Forwarder:
             return True
         import httpx
 
+        # A new client per check (httpx.get) builds an SSL context: 27 ms of CPU against 1.4 ms on a kept client, paid
+        # by the serving process every cycle of every worker's forwarder.
+        get = self._http.get if self._http is not None else httpx.get
         try:
-            return httpx.get(f"{self.tracking_uri.rstrip('/')}/health", timeout=HEALTH_TIMEOUT_S).status_code == 200
+            return get(f"{self.tracking_uri.rstrip('/')}/health", timeout=HEALTH_TIMEOUT_S).status_code == 200
         except httpx.HTTPError:
             return False
 
@@ -162,6 +166,16 @@ class Forwarder:
     ) -> None:
         """Forward until `stop` is set; polls every `idle_s` seconds when nothing was due. `on_cycle` gets each
         cycle's counts (the service turns them into metrics)."""
+        import httpx
+
+        with httpx.Client() as http:
+            self._http = http
+            try:
+                self._run(stop, idle_s, on_cycle)
+            finally:
+                self._http = None
+
+    def _run(self, stop: threading.Event, idle_s: float, on_cycle: Callable[[dict[str, int]], None] | None) -> None:
         while not stop.is_set():
             try:
                 counts = self.forward_once()

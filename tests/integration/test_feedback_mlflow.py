@@ -13,13 +13,13 @@ import re
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 from ml.feedback.export import trace_pairs
-from ml.feedback.forward import CORRECTION, EXPECTED, RATING, REVIEW, Forwarder
+from ml.feedback.forward import CORRECTION, EXPECTED, RATING, REVIEW, Forwarder, start_forwarder
 from ml.feedback.store import FeedbackStore, new_query_id, validate_feedback
 from ml.index.staging import feedback_buffer, staged_pairs
 from ml.settings import Settings
@@ -141,6 +141,39 @@ def test_an_mlflow_outage_delays_forwarding_and_loses_nothing(settings: Settings
         store._durable.execute("UPDATE outbox SET next_at = 0")  # the backoff is over
         assert Forwarder(store, settings.mlflow_tracking_uri).drain()["sent"] == 3
         assert all(ours(settings, store, qid)[RATING][0].value is True for qid in ids)
+
+
+def test_the_service_forwarder_keeps_forwarding_across_an_mlflow_restart(
+    settings: Settings, server: MlflowServer
+) -> None:
+    """The forwarder thread `tqa serve` runs keeps one HTTP client for its health checks; after the server behind
+    its pooled connection restarts, it must reconnect and forward what was rated during the outage."""
+
+    def wait_for(done: Callable[[], bool], what: str) -> None:
+        deadline = time.monotonic() + 60
+        while not done():
+            assert time.monotonic() < deadline, what
+            time.sleep(0.2)
+
+    with FeedbackStore(settings.feedback_db) as store:
+        tracer = QueryTracer(settings)
+        first, second = (answered(store, tracer, f"Which value does f return, take {i}?") for i in range(2))
+        cycles: list[dict[str, int]] = []
+        stop = start_forwarder(store, settings.mlflow_tracking_uri, on_cycle=cycles.append)
+        try:
+            store.record(validate_feedback(first, "up"))
+            wait_for(lambda: store.outbox_counts()["sent"] == 1, "the first rating was not forwarded")
+            server.stop()
+            try:
+                store.record(validate_feedback(second, "down", "wrong"))
+                wait_for(lambda: any(c.get("down") for c in cycles), "the forwarder did not notice the outage")
+                assert store.outbox_counts()["pending"] == 1
+            finally:
+                server.start()
+            wait_for(lambda: store.outbox_counts()["sent"] == 2, "the rating made during the outage was not sent")
+        finally:
+            stop.set()
+        assert ours(settings, store, second)[RATING][0].value is False
 
 
 def test_export_stages_approved_corrections_and_well_rated_answers(settings: Settings) -> None:
