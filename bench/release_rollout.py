@@ -68,7 +68,10 @@ def bad_answers(env: dict[str, str], data_dir: Path, version: str, weight: int, 
         result = subprocess.run([*command, "--interval", str(interval)], env=env, capture_output=True, text=True)
         time.sleep(1)
     log = [json.loads(line) for line in events.read_text().splitlines()[seen:]]
-    step = next(e for e in log if e["event"] == "step")
+    step = next((e for e in log if e["event"] == "step"), None)
+    if step is None:
+        print(f"{kind} canary: never took traffic (exit {result.returncode}): {result.stderr[-500:]}")
+        return
     ended = next((e for e in log if e["event"] == "rollback"), None)
     if result.returncode != 1 or ended is None:
         print(f"{kind} canary: NOT rolled back (exit {result.returncode}): {result.stderr[-500:]}")
@@ -78,10 +81,12 @@ def bad_answers(env: dict[str, str], data_dir: Path, version: str, weight: int, 
     mine = [o for o in during if o.version == version]
     total, seconds = len(during), ended["time"] - step["time"]
     one_interval = total / seconds * interval if seconds else 0.0
-    canary = ended["numbers"]["canary"]
+    # A rollback for a canary that stopped answering its readiness probe carries a reason but no analysis numbers.
+    numbers = ended.get("numbers") or {"canary": {"requests": 0}, "breaches": [f"no analysis: {ended['reason']}"]}
+    canary = numbers["canary"]
     print(
         f"{kind} canary: rolled back {seconds:.1f} s after it started taking traffic (analysis interval "
-        f"{interval:.0f} s, bar 60 s); breaches: {'; '.join(ended['numbers']['breaches'][:2])}; ..."
+        f"{interval:.0f} s, bar 60 s); breaches: {'; '.join(numbers['breaches'][:2])}; ..."
     )
     print(
         f"  it served {len(mine)} of {total} requests during its rollout (weight x that traffic = "
