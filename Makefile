@@ -160,3 +160,11 @@ promote: deps ## Move `production` to the canary that passed every step
 
 rollback: deps ## Now: 100% to the last good production, aliases moved back
 	$(BIN)/tqa release rollback
+
+# ci.yml's jobs replayed here as on a GitHub runner (ops/ci/replay.py): each job as a fresh unprivileged user with
+# password-less sudo, in a clone of HEAD, every step timed. CI_REPLAY_ARGS: e.g. --warm-cache, --skip test:7, --list.
+CI_JOBS ?= lint,test,audit,infra,eval
+CI_REPLAY_ARGS ?=
+.PHONY: ci-replay
+ci-replay: deps ## ci.yml's CI_JOBS as a fresh user with sudo in a clone of HEAD (needs root); per-step pass/fail and seconds
+	$(if $(filter 0,$(shell id -u)),,sudo) $(BIN)/python -m ops.ci.replay --jobs $(CI_JOBS) $(CI_REPLAY_ARGS)
