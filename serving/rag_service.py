@@ -80,9 +80,11 @@ def _check(exc: InvalidQuestion | FeedbackError) -> bentoml.exceptions.BentoMLEx
 
 def _cited(sources: list[dict[str, Any]], hits: list[Any]) -> dict[str, Any]:
     """Cited chunks by citation number: the page shows their text under [n]; the query log keeps their ids."""
-    by_span = {(h.chunk.path, h.chunk.start_line, h.chunk.end_line): h.chunk for h in hits}
-    # A source quoted from its whole symbol cites the symbol (`Hit.body`).
-    by_span |= {(b.path, b.start_line, b.end_line): b for b in (h.body for h in hits) if b is not None}
+    # A source quoted from its whole symbol cites the symbol (`Hit.body`). Where a body spans the same lines as an
+    # indexed chunk (a class: its outline chunk, read with its methods' code), the indexed chunk is what is logged,
+    # so a reviewed correction traces back to a chunk the index holds.
+    by_span = {(b.path, b.start_line, b.end_line): b for b in (h.body for h in hits) if b is not None}
+    by_span |= {(h.chunk.path, h.chunk.start_line, h.chunk.end_line): h.chunk for h in hits}
     out = {}
     for s in sources:
         chunk = by_span.get((s["path"], s["start_line"], s["end_line"]))
