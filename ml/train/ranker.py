@@ -72,23 +72,6 @@ def _result(hit) -> Result:  # noqa: ANN001
     return Result(path=c.path, start_line=c.start_line, end_line=c.end_line, symbol=c.symbol)
 
 
-def train(
-    retriever: Retriever,
-    corpus: Corpus,
-    dev: list[Query],
-    docstrings: int = 400,
-    say: Callable[[str], None] = lambda _: None,
-    indexed: set[str] | None = None,
-) -> RankModel:
-    """Fit the ranker on the given dev questions (the tuning half) plus `docstrings` generated ones; with `indexed`,
-    only questions whose gold file is in the index (a question nothing can answer teaches no ranking)."""
-
-    def keep(q: Query) -> bool:
-        return indexed is None or q.path in indexed
-
-    return train_with_held_out(retriever, corpus, dev, docstrings, say, indexed, folds=0)[0]
-
-
 def train_with_held_out(
     retriever: Retriever,
     corpus: Corpus,
@@ -98,8 +81,10 @@ def train_with_held_out(
     indexed: set[str] | None = None,
     folds: int = 5,
 ) -> tuple[RankModel, dict[str, RankModel]]:
-    """`train`, and for each dev question a ranker fitted without it (`folds` folds of the dev questions, the
-    generated ones always in): its question text -> that ranker. A model scored on the questions it was fitted to
+    """Fit the ranker on the given dev questions (the tuning half) plus `docstrings` generated ones; with `indexed`,
+    only questions whose gold file is in the index (a question nothing can answer teaches no ranking). Also, for
+    each dev question, a ranker fitted without it (`folds` folds of the dev questions, the generated ones always
+    in): its question text -> that ranker. A model scored on the questions it was fitted to
     ranks them better than it will rank a new one, so whatever learns from its scores (the confidence model) reads
     them held out."""
 
