@@ -287,13 +287,18 @@ def test_answers_and_feedback_keep_working_when_mlflow_stops(served: Served, mlf
     import re
     import time
 
+    def pending(metrics: str) -> float:
+        return max((float(v) for v in re.findall(r"^tqa_feedback_outbox_pending\S* (\S+)$", metrics, re.M)), default=0)
+
+    # Each worker's forwarder sets both gauges on its own cycle: wait until a cycle has seen the rating.
     deadline, metrics = time.monotonic() + 60, ""
-    while time.monotonic() < deadline and not re.search(r"^tqa_feedback_mlflow_down\S* 1\.0$", metrics, re.M):
+    while time.monotonic() < deadline and not (
+        re.search(r"^tqa_feedback_mlflow_down\S* 1\.0$", metrics, re.M) and pending(metrics) >= 1
+    ):
         time.sleep(1)
         metrics = httpx.get(f"{served.url}/metrics").text
     assert re.search(r"^tqa_feedback_mlflow_down\S* 1\.0$", metrics, re.M), "the forwarder notices MLflow is down"
-    pending = [float(v) for v in re.findall(r"^tqa_feedback_outbox_pending\S* (\S+)$", metrics, re.M)]
-    assert pending and max(pending) >= 1
+    assert pending(metrics) >= 1, "the rating waits in the outbox"
 
 
 def test_every_dashboard_query_returns_data_from_a_real_prometheus(served: Served, tmp_path: Path) -> None:

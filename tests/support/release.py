@@ -31,6 +31,7 @@ class Outcome:
     status: int  # 0: no HTTP answer at all (connection refused, reset, timeout)
     version: str
     abstained: bool | None
+    started: float = 0.0  # when the request was sent (`time` is when its answer came)
 
 
 @dataclass
@@ -53,14 +54,14 @@ class Traffic:
                     if self._stop.is_set():
                         return
                     question = (question + 1 + n) % len(QUESTIONS)
+                    sent = time.time()
                     try:
                         r = client.post("/ask", json={"question": QUESTIONS[question], "k": 3})
                         abstained = r.json().get("abstained") if r.status_code == 200 else None
-                        self.outcomes.append(
-                            Outcome(time.time(), r.status_code, r.headers.get("x-tqa-version", ""), abstained)
-                        )
+                        version = r.headers.get("x-tqa-version", "")
+                        self.outcomes.append(Outcome(time.time(), r.status_code, version, abstained, sent))
                     except httpx.HTTPError:
-                        self.outcomes.append(Outcome(time.time(), 0, "", None))
+                        self.outcomes.append(Outcome(time.time(), 0, "", None, sent))
                     time.sleep(self.think_s)
 
     def __enter__(self) -> Traffic:
