@@ -31,13 +31,21 @@ DOWN_AFTER = 2
 PROBE_GRACE_S = 10.0
 
 
-def _ready(url: str) -> bool:
+def _ready(url: str, within_s: float = 0.0) -> bool:
+    """Whether the slot at `url` answers `/readyz` with 200; with `within_s`, asked again until then (a slot busy
+    with traffic on a small machine can miss one 2-second probe and still be serving)."""
     import httpx
 
-    try:
-        return httpx.get(f"{url}/readyz", timeout=2).status_code == 200
-    except httpx.HTTPError:
-        return False
+    deadline = time.monotonic() + within_s
+    while True:
+        try:
+            if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
+                return True
+        except httpx.HTTPError:
+            pass
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.5)
 
 
 class ReleaseController:
@@ -242,7 +250,7 @@ class ReleaseController:
                     raise UserError("Nothing serves production yet; run `tqa release deploy --env production` first.")
                 slot = state.canary_slot
                 version = state.slots[slot].version
-                if version is None or not _ready(self._slot_url(state, slot)):
+                if version is None or not _ready(self._slot_url(state, slot), within_s=15):
                     raise UserError("No canary is deployed and answering; run `tqa release deploy --env canary`.")
                 if self._alias(CANARY) != version:
                     raise UserError(f"The `canary` alias does not point at the deployed version {version}; redeploy.")
