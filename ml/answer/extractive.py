@@ -479,7 +479,8 @@ def _signature_lines(text: str) -> set[int]:
             i += 1
             continue
         depth = 0
-        for j in range(i, len(lines)):
+        # A header longer than 40 lines is not one (a prose line starting with "def"): stop marking there.
+        for j in range(i, min(len(lines), i + 40)):
             stripped = lines[j].strip()
             out.add(j)
             depth += stripped.count("(") + stripped.count("[") - stripped.count(")") - stripped.count("]")
