@@ -299,6 +299,7 @@ class WeaviateIndex:
             return {}
         paths = sorted({path for path, _ in wanted})
         # `symbol` is word-tokenized: the filter narrows to chunks sharing its words, the exact match is made here.
+        # A class's methods (`Class.name`) share its name's word, so the same query brings them.
         symbol_filter = Filter.any_of([Filter.by_property("symbol").equal(symbol) for _, symbol in sorted(wanted)])
         response = self.collection.query.fetch_objects(
             filters=Filter.all_of(
@@ -308,68 +309,35 @@ class WeaviateIndex:
                     symbol_filter if len(wanted) > 1 else Filter.by_property("symbol").equal(next(iter(wanted))[1]),
                 ]
             ),
-            limit=200,
+            limit=500,
             return_properties=["text", *CHUNK_FIELDS],
         )
         parts: dict[tuple[str, str], list[Chunk]] = {}
         for obj in response.objects:
             props = dict(obj.properties)
             chunk = chunk_from_properties(str(obj.uuid), props.get("text") or "", props)
-            if (chunk.path, chunk.symbol) in wanted:
-                parts.setdefault((chunk.path, chunk.symbol), []).append(chunk)
-        out: dict[tuple[str, str], Chunk] = {}
+            parts.setdefault((chunk.path, chunk.symbol), []).append(chunk)
+        whole: dict[tuple[str, str], Chunk] = {}
         for key, chunks in parts.items():
             chunks.sort(key=lambda c: c.start_line)
+            joined = join_parts([(c.start_line, c.end_line, c.text) for c in chunks]) if len(chunks) > 1 else None
             if len(chunks) == 1:
-                out[key] = chunks[0]
-                continue
-            joined = join_parts([(c.start_line, c.end_line, c.text) for c in chunks])
-            if joined is None:
-                continue
-            start, end, text = joined
-            first = chunks[0]
-            url = re.sub(r"#L\d+-L\d+$", f"#L{start}-L{end}", first.url) if first.url else ""
-            out[key] = first.model_copy(update={"start_line": start, "end_line": end, "text": text, "url": url})
-        classes = {
-            key: c for key, c in out.items() if c.kind == "class" and c.end_line - c.start_line < CLASS_BODY_LINES
-        }
-        for key, methods in self._methods_of(classes).items():
-            out[key] = classes[key].model_copy(update={"text": class_body(classes[key].text, methods)})
-        return out
-
-    def _methods_of(self, classes: dict[tuple[str, str], Chunk]) -> dict[tuple[str, str], list[tuple[int, int, str]]]:
-        """Each class's methods as `(start_line, end_line, code)`, split methods joined, in one query."""
-        from weaviate.classes.query import Filter
-
-        from ml.sources.python_code import join_parts
-
-        if not classes:
-            return {}
-        # A method's symbol `Class.name` holds the class's name as a word: the filter finds them, the prefix decides.
-        response = self.collection.query.fetch_objects(
-            filters=Filter.all_of(
-                [
-                    Filter.by_property("path").contains_any(sorted({path for path, _ in classes})),
-                    Filter.by_property("kind").equal("method"),
-                    Filter.any_of([Filter.by_property("symbol").equal(symbol) for _, symbol in sorted(classes)]),
-                ]
-            ),
-            limit=500,
-            return_properties=["text", *CHUNK_FIELDS],
-        )
-        parts: dict[tuple[str, str], dict[str, list[Chunk]]] = {}
-        for obj in response.objects:
-            props = dict(obj.properties)
-            chunk = chunk_from_properties(str(obj.uuid), props.get("text") or "", props)
-            owner, _, name = chunk.symbol.rpartition(".")
-            if (chunk.path, owner) in classes and name:
-                parts.setdefault((chunk.path, owner), {}).setdefault(chunk.symbol, []).append(chunk)
-        out: dict[tuple[str, str], list[tuple[int, int, str]]] = {}
-        for key, by_method in parts.items():
-            for chunks in by_method.values():
-                joined = join_parts([(c.start_line, c.end_line, c.text) for c in chunks])
-                if joined is not None:
-                    out.setdefault(key, []).append(joined)
+                whole[key] = chunks[0]
+            elif joined is not None:
+                start, end, text = joined
+                first = chunks[0]
+                url = re.sub(r"#L\d+-L\d+$", f"#L{start}-L{end}", first.url) if first.url else ""
+                whole[key] = first.model_copy(update={"start_line": start, "end_line": end, "text": text, "url": url})
+        out = {key: whole[key] for key in wanted if key in whole}
+        for key, c in out.items():
+            if c.kind == "class" and c.end_line - c.start_line < CLASS_BODY_LINES:
+                methods = sorted(
+                    (m.start_line, m.end_line, m.text)
+                    for (path, symbol), m in whole.items()
+                    if path == key[0] and m.kind == "method" and symbol.rpartition(".")[0] == key[1]
+                )
+                if methods:
+                    out[key] = c.model_copy(update={"text": class_body(c.text, methods)})
         return out
 
     def delete_ids(self, ids: Iterable[str]) -> int:
