@@ -219,9 +219,7 @@ class ExtractiveAnswerer:
         sentence = self._best_sentence(_body(c), q)
         detail = ""
         if (body is not None or c.kind in CODE_KINDS) and len(q & _stems(sentence)) < 2:
-            code = _body(body or c)
-            window = statement_window(code, q, 1)
-            detail = f"`{code.splitlines()[window[0]].strip()[:160]}`" if window else ""
+            detail = next(iter(self._code_window(_body(body or c), q, 1)), "")
         if not detail:
             code_lines = self._best_code_lines(_body(c), q, limit=1)
             detail = _shorten(sentence, 160) or (code_lines[0] if code_lines else "")
