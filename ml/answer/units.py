@@ -16,14 +16,17 @@ from ml.types import Chunk
 # Question intents, tested in this order: a quoted message or an exception name is an error question even when it
 # starts with "why"; "how do I ... by default" is a default question.
 _ERROR = re.compile(r"\b[A-Z]\w*(Error|Exception|Warning)\b|\braises?\b|\berror\b|\bfails?\b|\brefuses?\b", re.I)
-_QUOTED = re.compile(r"[\"“']([^\"”']{15,})[\"”']")
+# A quote opens after no letter and closes before none: the apostrophes of "don't ... checkpoint's" quote nothing.
+_QUOTED = re.compile(r"(?<!\w)[\"“']([^\"”']{15,})[\"”'](?!\w)")
 _DEFAULT = re.compile(
     r"\bdefaults?\b|\bby default\b|out of the box|\bwhich (argument|option|parameter|setting|flag|value)s?\b|"
-    r"\bwhat (argument|option|parameter|setting|flag|value)s?\b|\bcontrols?\b|\bif (i|you) (don't|do not|never) "
-    r"(set|pass|specify|choose|give)|\bisn't set\b|\bis not set\b",
+    r"\bwhat (argument|option|parameter|setting|flag|value)s?\b|\bcontrols?\b|\b(don't|do not|never|without) "
+    r"(set|pass|specify|specifying|choose|choosing|give|giving|setting|passing)\b|\bisn't set\b|\bis not set\b",
     re.I,
 )
 _WHY = re.compile(r"^\s*why\b|\bwhy (do|does|is|are|did|would)\b|\bwhen does\b|\bwhen do\b", re.I)
+# "What settings do I need to ..." asks how to configure something (a usage example), not what a default is.
+_SETUP = re.compile(r"\bwhat (settings|options|arguments|parameters) (do|should|would|must) (i|we|you)\b", re.I)
 _HOWTO = re.compile(r"\bhow (do|can|should|would) (i|we|you|one)\b|\bhow to\b|\bwhat settings\b|\bcan i\b", re.I)
 
 # Words that mark a sentence or comment as an explanation.
@@ -44,6 +47,8 @@ def intent(question: str) -> str:
     """`error`, `default`, `why`, `howto` or `other` for a question."""
     if _QUOTED.search(question) or _ERROR.search(question):
         return "error"
+    if _SETUP.search(question):
+        return "howto"
     if _DEFAULT.search(question):
         return "default"
     if _WHY.search(question):

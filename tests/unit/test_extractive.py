@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from ml.answer.base import ABSTAIN_TEXT
 from ml.answer.extractive import ExtractiveAnswerer
+from ml.answer.units import intent
 from ml.types import Chunk, Hit
 
 BNB = Chunk(
@@ -342,3 +343,11 @@ def test_a_lower_code_hit_whose_prose_says_little_is_seen_by_its_matching_statem
     answer = ExtractiveAnswerer(threshold=0.0).answer(question, hits)
     see_also = next(line for line in answer.answer.splitlines() if line.startswith("See also `BertPooler`"))
     assert "hidden_states[:, 0]" in see_also and see_also.endswith("[2]")
+
+
+def test_apostrophes_are_not_quotes_so_a_default_question_is_not_read_as_an_error() -> None:
+    assert intent("If I don't pass a dtype to from_pretrained, does it load in float32 or the checkpoint's dtype?") == (
+        "default"
+    )
+    assert intent("Why do I get 'Asking to pad but the tokenizer does not have a padding token'?") == "error"
+    assert intent('It says "Some weights of the model checkpoint were not used" when I load it') == "error"
