@@ -285,15 +285,30 @@ def test_weaviate_cluster_is_healthy_and_replicates_with_factor_three(deployment
 def test_prometheus_scrapes_the_cluster(deployment: dict) -> None:
     fleet = deployment["fleet"]
     base = f"http://{fleet.machines['monitoring-0'].address}:9090"
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + 120
     weaviate: list[dict] = []
+    runner: list[dict] = []
     while time.monotonic() < deadline:
         active = httpx.get(f"{base}/api/v1/targets", timeout=5).json()["data"]["activeTargets"]
         weaviate = [t for t in active if t["labels"]["job"] == "weaviate"]
-        if len(weaviate) == 3 and all(t["health"] == "up" for t in weaviate):
+        runner = [t for t in active if t["labels"]["job"] == "tqa-runner"]
+        if len(weaviate) == 3 and all(t["health"] == "up" for t in weaviate + runner) and len(runner) == 1:
             break
         time.sleep(1)
     assert len(weaviate) == 3 and all(t["health"] == "up" for t in weaviate), json.dumps(weaviate)[:2000]
+    # The Qwen runner on the GPU node, through the overlay.
+    assert len(runner) == 1 and runner[0]["health"] == "up", json.dumps(runner)[:2000]
+    # The alert rules are the files ops/monitoring/rules holds (and `promtool test rules` tests), all of them loaded.
+    groups = httpx.get(f"{base}/api/v1/rules", timeout=5).json()["data"]["groups"]
+    loaded = {r["name"] for g in groups for r in g["rules"]}
+    expected = {
+        r["alert"]
+        for f in (ROOT / "ops" / "monitoring" / "rules").glob("*.yml")
+        if not f.name.endswith(".test.yml")
+        for g in yaml.safe_load(f.read_text())["groups"]
+        for r in g["rules"]
+    }
+    assert {"WeaviateNodeDown", "TqaRunnerDown"} <= expected and loaded == expected, sorted(loaded ^ expected)
 
 
 def test_the_tunnel_carries_traffic_between_every_spoke_and_the_hub(deployment: dict) -> None:

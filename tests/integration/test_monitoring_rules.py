@@ -8,12 +8,15 @@ import subprocess
 from pathlib import Path
 
 import pytest
+import yaml
 
 pytestmark = pytest.mark.integration
 
 MONITORING = Path(__file__).resolve().parents[2] / "ops" / "monitoring"
 RULES = MONITORING / "rules" / "tqa-people.yml"
 RULE_TESTS = MONITORING / "rules" / "tqa-people.test.yml"
+# Every rule file (the monitoring role installs these, see ansible/roles/monitoring) has its promtool unit test.
+RULE_FILES = sorted(p for p in (MONITORING / "rules").glob("*.yml") if not p.name.endswith(".test.yml"))
 
 
 def promtool(*args: str, cwd: Path = MONITORING / "rules") -> subprocess.CompletedProcess[str]:
@@ -22,11 +25,52 @@ def promtool(*args: str, cwd: Path = MONITORING / "rules") -> subprocess.Complet
     return subprocess.run([binary, *args], capture_output=True, text=True, timeout=60, cwd=cwd)
 
 
-def test_rules_are_valid_and_their_unit_tests_pass() -> None:
-    checked = promtool("check", "rules", str(RULES))
+@pytest.mark.parametrize("rules", RULE_FILES, ids=lambda p: p.stem)
+def test_rules_are_valid_and_their_unit_tests_pass(rules: Path) -> None:
+    checked = promtool("check", "rules", str(rules))
     assert checked.returncode == 0, checked.stdout + checked.stderr
-    tested = promtool("test", "rules", str(RULE_TESTS))
+    tests = rules.with_suffix(".test.yml")
+    assert tests.is_file(), f"{rules.name} has no promtool unit test {tests.name}"
+    tested = promtool("test", "rules", str(tests))
     assert tested.returncode == 0, tested.stdout + tested.stderr
+    # Every alert of the file is exercised by its test.
+    alerts = {r["alert"] for g in yaml.safe_load(rules.read_text())["groups"] for r in g["rules"] if "alert" in r}
+    cases = yaml.safe_load(tests.read_text())["tests"]
+    tested_alerts = {a["alertname"] for case in cases for a in case.get("alert_rule_test", [])}
+    assert alerts <= tested_alerts, f"alerts without a promtool case: {sorted(alerts - tested_alerts)}"
+
+
+def test_the_issue_s_alerts_exist() -> None:
+    alerts = {r["alert"] for f in RULE_FILES for g in yaml.safe_load(f.read_text())["groups"] for r in g["rules"]}
+    assert {
+        "TqaAskP95AboveTarget",
+        "TqaErrorRateAboveTarget",
+        "TqaThumbsDownSpike",
+        "WeaviateNodeDown",
+        "TqaRunnerDown",
+    } <= alerts
+
+
+def test_a_runner_that_stays_down_is_caught_by_the_rule_tests(tmp_path: Path) -> None:
+    """Guard: a test case claiming a down runner raises no alert fails."""
+    rules = MONITORING / "rules" / "tqa-availability.yml"
+    tests = rules.with_suffix(".test.yml")
+    shutil.copy(rules, tmp_path / rules.name)
+    cases = yaml.safe_load(tests.read_text())
+    firing = [
+        a
+        for case in cases["tests"]
+        for a in case["alert_rule_test"]
+        if a["alertname"] == "TqaRunnerDown" and a["exp_alerts"]
+    ]
+    assert firing
+    for a in firing:
+        a["exp_alerts"] = []
+    wrong = yaml.safe_dump(cases)
+    assert wrong != tests.read_text()
+    (tmp_path / tests.name).write_text(wrong)
+    tested = promtool("test", "rules", tests.name, cwd=tmp_path)
+    assert tested.returncode != 0 and "TqaRunnerDown" in tested.stdout + tested.stderr
 
 
 def test_a_wrong_expectation_fails_the_rule_tests(tmp_path: Path) -> None:
