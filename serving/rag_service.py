@@ -16,6 +16,7 @@ from ml.pipeline import MAX_K, QA, InvalidQuestion
 from ml.settings import Settings
 from ml.tracking.traces import make_tracer
 from ml.types import FILE_KINDS, HISTORY_KINDS, SearchResult
+from serving.answer_metrics import count_answer_checks
 from serving.doors import Doors
 from serving.release_info import ReleaseHeaders
 from serving.release_probe import is_probe
@@ -173,6 +174,7 @@ class RAGService:
             ASK_LATENCY.observe(time.perf_counter() - started)
             if answer.abstained:
                 ABSTENTIONS.inc()
+            count_answer_checks(answer)
         query_id = new_query_id()
         out = answer.model_dump()
         cited = _cited(out["sources"], hits)

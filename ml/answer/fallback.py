@@ -19,6 +19,23 @@ from ml.types import Answer, Hit
 
 logger = logging.getLogger(__name__)
 
+# Why an answer fell back, as the first words of `Answer.fallback` (the rest is the detail). The kinds are what the
+# service's fallback metric counts by (`fallback_kind`).
+FALLBACK_PREFIXES = {
+    "circuit_open": "circuit open",
+    "unavailable": "llm unavailable",
+    "unverified": "llm answer failed citation verification",
+    "refused": "llm refused the request",
+}
+
+
+def fallback_kind(reason: str) -> str:
+    """The kind of a fallback reason (a key of `FALLBACK_PREFIXES`), from the text `FallbackAnswerer` wrote."""
+    for kind, prefix in FALLBACK_PREFIXES.items():
+        if reason.startswith(prefix):
+            return kind
+    raise ValueError(f"Not a fallback reason FallbackAnswerer writes: {reason[:80]!r}")
+
 
 class FallbackAnswerer:
     """`primary` (the LLM) when it works; otherwise `fallback`'s answer with ``fallback`` set to the reason."""
@@ -58,7 +75,10 @@ class FallbackAnswerer:
                 return None
             left = self._open_until - self.clock()
             if left > 0 or self._trial_running:
-                return f"circuit open after {self._consecutive} LLM failures; retrying in {max(left, 0):.0f} s"
+                return (
+                    f"{FALLBACK_PREFIXES['circuit_open']} after {self._consecutive} LLM failures; "
+                    f"retrying in {max(left, 0):.0f} s"
+                )
             self._trial_running = True
             return None
 
@@ -84,13 +104,13 @@ class FallbackAnswerer:
         except LLMUnavailable as exc:
             self._record(ok=False)
             logger.warning("LLM answerer unavailable, answering extractively: %s", exc)
-            return self._fall_back(question, hits, f"llm unavailable: {exc}", t0)
+            return self._fall_back(question, hits, f"{FALLBACK_PREFIXES['unavailable']}: {exc}", t0)
         except UnverifiedAnswer as exc:
             self._record(ok=True)
-            return self._fall_back(question, hits, f"llm answer failed citation verification: {exc}", t0, exc)
+            return self._fall_back(question, hits, f"{FALLBACK_PREFIXES['unverified']}: {exc}", t0, exc)
         except LLMError as exc:
             self._record(ok=True)
-            return self._fall_back(question, hits, f"llm refused the request: {exc}", t0)
+            return self._fall_back(question, hits, f"{FALLBACK_PREFIXES['refused']}: {exc}", t0)
         except BaseException:
             self._record(ok=True)  # not the runner's fault; release a trial slot and fail loudly
             raise
