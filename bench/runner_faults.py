@@ -53,6 +53,12 @@ def main() -> None:
         f"runner restarted in {r.runner_restart_s:.1f} s; first answer from it {r.recovered_s:.1f} s after it was "
         f"ready (circuit reset {args.reset_s:.0f} s), {r.asks_after} asks"
     )
+    for phase, h in (("before the kill", r.health_before), ("runner down", r.health_down), ("after", r.health_after)):
+        print(
+            f"health {phase}: /readyz {h.readyz}, /healthz runner up {h.runner.get('up')} "
+            f"(circuit {h.runner.get('circuit')}, error {h.runner.get('error')}), tqa_llm_runner_up {h.gauge}, "
+            f"seen after {h.seconds:.1f} s"
+        )
     for e in r.errors[:5]:
         print("error:", e)
 

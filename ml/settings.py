@@ -89,6 +89,7 @@ class Settings(BaseSettings):
     llm_sources: int = Field(default=5, ge=1, le=20, description="Top hits given to the LLM as numbered sources.")
     llm_breaker_failures: int = Field(default=3, ge=1, description="Consecutive failures that open the circuit.")
     llm_breaker_reset_s: float = Field(default=30.0, gt=0, description="How long an open circuit skips the LLM.")
+    llm_probe_s: float = Field(default=5.0, gt=0, description="How often the RAG service checks the runner is up.")
 
     # History: the GitHub repository whose issues and PRs are synced, and the API (a test server in tests).
     github_repo: str = "huggingface/transformers"

@@ -20,6 +20,7 @@ from serving.answer_metrics import count_answer_checks
 from serving.doors import Doors
 from serving.release_info import ReleaseHeaders
 from serving.release_probe import is_probe
+from serving.runner_health import RunnerHealth, start_runner_probe
 from serving.storage import stored
 from serving.web_page import make_app
 
@@ -127,6 +128,8 @@ class RAGService:
             self.forwarder_stop = start_forwarder(
                 self.feedback_store, self.settings.mlflow_tracking_uri, on_cycle=self._outbox_metrics
             )
+        # The runner's state goes to a gauge and /healthz, not to /readyz: without it answers are extractive.
+        start_runner_probe(self.settings, breaker=self.qa.answerer, interval_s=self.settings.llm_probe_s)
 
     @bentoml.on_shutdown
     def _flush_traces(self) -> None:
@@ -240,6 +243,10 @@ class RAGService:
             raise _check(exc) from exc
         return {"results": [SearchResult.of(h).model_dump() for h in hits]}
 
+
+# With an LLM answerer, /healthz also says whether its runner is up (see serving/runner_health.py); added first so
+# it wraps ReleaseHeaders' /healthz.
+RAGService.add_asgi_middleware(RunnerHealth)
 
 # A release-pinned service names its version on every response (see serving/release_info.py).
 RAGService.add_asgi_middleware(ReleaseHeaders)

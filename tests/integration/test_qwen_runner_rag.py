@@ -120,3 +120,11 @@ def test_runner_killed_behind_the_service_answers_extractively_and_recovers_when
     assert report.asks_down > 0 and report.reached_while_down == 0
     assert set(report.down_reasons) <= {"llm unavailable", "circuit open"}, report.down_reasons
     assert report.recovered_s < 60, "no answer reached the runner after it came back"
+    # The runner's state is reported, not made a readiness condition: the service answers without it.
+    before, down, after = report.health_before, report.health_down, report.health_after
+    assert before.runner["up"] is True and before.gauge == [1.0] and before.readyz == 200
+    assert before.runner["url"].endswith("/v1") and before.runner["error"] is None
+    assert down.runner["up"] is False and down.gauge == [0.0], down
+    assert down.readyz == 200
+    assert down.runner["error"] == "ConnectError" and down.runner["circuit"] in ("open", "half-open")
+    assert after.runner["up"] is True and after.gauge == [1.0] and after.readyz == 200, after

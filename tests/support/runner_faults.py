@@ -9,11 +9,13 @@ reached the runner says so in `fallback` ("llm answer failed citation verificati
 from __future__ import annotations
 
 import os
+import re
 import signal
 import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -28,6 +30,33 @@ QUESTIONS = [
     "What does the repetition penalty logits processor do?",
 ]
 REACHED = "llm answer failed citation verification"
+RUNNER_UP = re.compile(r"^tqa_llm_runner_up(?:\{[^}]*\})? (\S+)$", re.M)
+
+
+@dataclass
+class Health:
+    """What an operator sees of the service at one moment: /readyz, /healthz's `runner`, the runner gauge."""
+
+    readyz: int = 0
+    runner: dict[str, Any] = field(default_factory=dict)
+    gauge: list[float] = field(default_factory=list)
+    seconds: float = 0.0  # until /healthz showed the runner state waited for
+
+
+def observe_health(http: httpx.Client, url: str, want_up: bool, timeout_s: float = 30.0) -> Health:
+    """Polls /healthz until its `runner.up` is `want_up` (or `timeout_s` passes), then reads /readyz and /metrics."""
+    started = time.monotonic()
+    health = Health()
+    while True:
+        body = http.get(f"{url}/healthz").json()
+        health.runner = body.get("runner") or {}
+        if health.runner.get("up") is want_up or time.monotonic() - started > timeout_s:
+            break
+        time.sleep(0.2)
+    health.seconds = time.monotonic() - started
+    health.readyz = http.get(f"{url}/readyz").status_code
+    health.gauge = [float(v) for v in RUNNER_UP.findall(http.get(f"{url}/metrics").text)]
+    return health
 
 
 @dataclass
@@ -43,6 +72,9 @@ class RunnerFaultReport:
     runner_restart_s: float = 0.0
     recovered_s: float = float("inf")
     errors: list[str] = field(default_factory=list)
+    health_before: Health = field(default_factory=Health)
+    health_down: Health = field(default_factory=Health)
+    health_after: Health = field(default_factory=Health)
 
 
 def _kill9(home: Path) -> None:
@@ -84,6 +116,7 @@ def run_runner_fault_scenario(
             TQA_LLM_MAX_TOKENS="48",
             TQA_LLM_TIMEOUT_S="60",
             TQA_LLM_BREAKER_RESET_S=str(reset_s),
+            TQA_LLM_PROBE_S="0.5",
         )
         http = httpx.Client(timeout=120)
         n = 0
@@ -109,6 +142,7 @@ def run_runner_fault_scenario(
             reason, _ms = ask()
             report.asks_before += 1
             report.reached_before += reason.startswith(REACHED)
+        report.health_before = observe_health(http, served.url, want_up=True)
         _kill9(home)
         proc.wait()
         killed = time.monotonic()
@@ -118,6 +152,7 @@ def run_runner_fault_scenario(
             report.down_latencies_ms.append(ms)
             report.reached_while_down += reason.startswith(REACHED)
             report.down_reasons[reason.split(":")[0].split(" after ")[0]] += 1
+        report.health_down = observe_health(http, served.url, want_up=False)
         restarting = time.monotonic()
         proc, _url = start_runner(model_dir, home, runner_env, port=port)
         report.runner_restart_s = time.monotonic() - restarting
@@ -129,6 +164,7 @@ def run_runner_fault_scenario(
                 report.recovered_s = time.monotonic() - ready
                 break
             time.sleep(0.2)
+        report.health_after = observe_health(http, served.url, want_up=True)
         http.close()
     finally:
         if served is not None:
