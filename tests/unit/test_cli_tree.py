@@ -27,8 +27,13 @@ def tqa(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
 
 
 def listed_commands(help_text: str) -> set[str]:
-    """Names in the help's command panel (a row starts with the name; wrapped rows start with spaces)."""
-    return set(re.findall(r"^│ ([a-z][\w-]*) ", help_text, re.MULTILINE))
+    """Names in the help's command panel (a row starts with the name; wrapped rows start with spaces).
+
+    Typer forces a styled terminal when GITHUB_ACTIONS (or FORCE_COLOR) is set, so on a CI runner the piped help
+    carries ANSI escapes between the border and the name: the names are read from the text a reader sees.
+    """
+    plain = re.sub(r"\x1b\[[0-9;]*m", "", help_text)
+    return set(re.findall(r"^│ ([a-z][\w-]*) ", plain, re.MULTILINE))
 
 
 def imported_packages(importtime: str) -> set[str]:
