@@ -311,8 +311,8 @@ def test_every_dashboard_query_returns_data_from_a_real_prometheus(served: Serve
     try:
         exprs = [
             (panel["title"], target["expr"])
-            for dashboard in sorted((root / "dashboards").glob("*.json"))
-            for panel in json.loads(dashboard.read_text())["panels"]
+            # The canary, runner and Weaviate dashboards need more processes: test_monitoring_dashboards.py.
+            for panel in json.loads((root / "dashboards" / "tqa-people.json").read_text())["panels"]
             for target in panel["targets"]
         ]
         assert exprs

@@ -28,17 +28,28 @@ def prometheus_binary() -> Path:
 
 
 class Prometheus:
-    """Prometheus on a free 127.0.0.1 port, scraping `targets` every 2 s and loading `rule_files`."""
+    """Prometheus on a free 127.0.0.1 port, scraping `targets` (job tqa-serving) and any other `jobs` (name ->
+    targets, named as the monitoring role names its scrape jobs) every 2 s, and loading `rule_files`."""
 
-    def __init__(self, directory: Path, targets: list[str], rule_files: list[Path] = ()):  # type: ignore[assignment]
+    def __init__(
+        self,
+        directory: Path,
+        targets: list[str],
+        rule_files: list[Path] = (),  # type: ignore[assignment]
+        jobs: dict[str, list[str]] | None = None,
+    ):
         self.directory = directory
         self.port = free_port()
         rules = "".join(f"  - {p.resolve()}\n" for p in rule_files)
-        hosts = ", ".join(f"'{t}'" for t in targets)
+        scrape = "".join(
+            f"  - job_name: {job}\n    static_configs:\n      - targets: [{', '.join(repr(t) for t in hosts)}]\n"
+            for job, hosts in {"tqa-serving": targets, **(jobs or {})}.items()
+            if hosts
+        )
         (directory / "prometheus.yml").write_text(
             "global:\n  scrape_interval: 2s\n  scrape_timeout: 2s\n  evaluation_interval: 2s\n"
             + (f"rule_files:\n{rules}" if rules else "")
-            + f"scrape_configs:\n  - job_name: tqa-serving\n    static_configs:\n      - targets: [{hosts}]\n"
+            + f"scrape_configs:\n{scrape}"
         )
         self.process: subprocess.Popen[bytes] | None = None
 
