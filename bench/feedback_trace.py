@@ -58,14 +58,7 @@ def cpu_seconds(pids: list[int]) -> float:
 
 def group_cpu_seconds(pgid: int) -> float:
     """CPU seconds of the live processes in process group `pgid` (the MLflow server and its workers)."""
-    pids = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            if int(stat.read_text().rsplit(")", 1)[1].split()[2]) == pgid:
-                pids.append(int(stat.parent.name))
-        except (OSError, ValueError):
-            continue
-    return cpu_seconds(pids)
+    return cpu_seconds(group_pids(pgid))
 
 
 def set_group_nice(pgid: int, nice: int) -> bool:
@@ -75,6 +68,27 @@ def set_group_nice(pgid: int, nice: int) -> bool:
     except PermissionError:
         return False
     return True
+
+
+def group_pids(pgid: int) -> list[int]:
+    pids = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            if int(stat.read_text().rsplit(")", 1)[1].split()[2]) == pgid:
+                pids.append(int(stat.parent.name))
+        except (OSError, ValueError):
+            continue
+    return pids
+
+
+def pin_group(pgid: int, cpus: set[int]) -> None:
+    """Run every thread of process group `pgid` on `cpus` only (its future threads and children inherit it)."""
+    for pid in group_pids(pgid):
+        for task in Path(f"/proc/{pid}/task").glob("[0-9]*"):
+            try:
+                os.sched_setaffinity(int(task.name), cpus)
+            except (ProcessLookupError, PermissionError):
+                continue
 
 
 def trace_ids_logged(settings: Settings) -> set[str]:
@@ -346,14 +360,28 @@ def main() -> None:
     parser.add_argument("--drain-timeout", type=float, default=600, help="Wait at most this long for forwarding.")
     parser.add_argument("--skip-durability", action="store_true", help="Only the tracing throughput part.")
     parser.add_argument("--skip-throughput", action="store_true", help="Only the feedback durability part.")
+    parser.add_argument(
+        "--own-cpu",
+        action="store_true",
+        help="Give the tracking server the last CPU alone and everything else the others, in both arms (its own "
+        "host, as deployed, instead of a nice value).",
+    )
     args = parser.parse_args()
     questions = [q.question for q in dev_queries()] + out_of_scope_questions()
     print(f"query tracing and feedback ({machine()})")
+    cpus = sorted(os.sched_getaffinity(0))
+    pinned = args.own_cpu and len(cpus) >= 2
+    if pinned:
+        os.sched_setaffinity(0, set(cpus[:-1]))  # inherited by tqa serve, Weaviate and the clients
+        print(f"  tracking server on CPU {cpus[-1]} alone; tqa serve, Weaviate and the clients on CPUs {cpus[:-1]}")
     with tempfile.TemporaryDirectory() as tmp:
         base = Path(tmp)
         settings = Settings(data_dir=base / "data", weaviate_port=free_port(), weaviate_grpc_port=free_port())
         corpus = make_mini_corpus(base / "corpus")
         mlflow = MlflowServer(base / "mlflow", port=free_port()).start()
+        if pinned:
+            assert mlflow.process is not None
+            pin_group(mlflow.process.pid, {cpus[-1]})
         index = WeaviateIndex.open(settings)
         state = StateStore(settings.state_db)
         try:
