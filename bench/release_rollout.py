@@ -28,12 +28,25 @@ from ml.index.state import StateStore
 from ml.index.weaviate_index import WeaviateIndex
 from ml.settings import Settings
 from ml.tracking.server import MlflowServer
+from ops.load.gate import locust_command, read_stats
 from ops.release.proxy import Haproxy, Slot
 from tests.support.corpus import make_mini_corpus
 from tests.support.ports import free_port
 from tests.support.release import Traffic, register_version, release_env, tqa
 
 MODEL = "tqa-release-bench"
+
+
+def _change_weights(proxy: Haproxy, ports: dict[str, int], changes: int, every_s: float) -> None:
+    for i in range(changes):
+        blue = (0, 25, 50, 75, 100)[i % 5]
+        proxy.apply(
+            [
+                Slot("blue", f"127.0.0.1:{ports['blue']}", blue, blue == 0),
+                Slot("green", f"127.0.0.1:{ports['green']}", 100 - blue, blue == 100),
+            ]
+        )
+        time.sleep(every_s)
 
 
 def weight_changes(env: dict[str, str], data_dir: Path, changes: int, users: int) -> dict[str, float]:
@@ -43,17 +56,31 @@ def weight_changes(env: dict[str, str], data_dir: Path, changes: int, users: int
     ports = {name: s["port"] for name, s in state["slots"].items()}
     with Traffic(proxy.url, users=users, think_s=0.02) as traffic:
         time.sleep(2)
-        for i in range(changes):
-            blue = (0, 25, 50, 75, 100)[i % 5]
-            proxy.apply(
-                [
-                    Slot("blue", f"127.0.0.1:{ports['blue']}", blue, blue == 0),
-                    Slot("green", f"127.0.0.1:{ports['green']}", 100 - blue, blue == 100),
-                ]
-            )
-            time.sleep(0.5)
+        _change_weights(proxy, ports, changes, 0.5)
         time.sleep(1)
     return {"requests": len(traffic.outcomes), "failed": len(traffic.failures()), "changes": changes}
+
+
+def weight_changes_locust(
+    env: dict[str, str], data_dir: Path, changes: int, users: int, every_s: float, out: Path
+) -> dict[str, float]:
+    """The same changes under `users` Locust users (the load gate's persona mix and think times, one session
+    cookie per user), one every `every_s` once all users have started; failures as Locust counts them."""
+    state = json.loads((data_dir / "release" / "state.json").read_text())
+    proxy = Haproxy(data_dir / "release", int(env["TQA_PROXY_PORT"]))
+    ports = {name: s["port"] for name, s in state["slots"].items()}
+    ramp_s = 10
+    seconds = int(ramp_s + changes * every_s + 5)
+    prefix = out / f"weights{users}"
+    locust = subprocess.Popen(locust_command(proxy.url, users, seconds, prefix), stdout=subprocess.DEVNULL)
+    try:
+        time.sleep(ramp_s)
+        _change_weights(proxy, ports, changes, every_s)
+        locust.wait(timeout=seconds + 120)
+    finally:
+        if locust.poll() is None:
+            locust.kill()
+    return {**read_stats(prefix), "changes": changes}
 
 
 def bad_answers(env: dict[str, str], data_dir: Path, version: str, weight: int, interval: float, kind: str) -> None:
@@ -102,6 +129,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--changes", type=int, default=20)
     parser.add_argument("--users", type=int, default=16)
+    parser.add_argument(
+        "--locust", action="store_true", help="Weight changes under Locust users (persona mix) instead of threads."
+    )
+    parser.add_argument("--every", type=float, default=3.0, help="Seconds between weight changes with --locust.")
     parser.add_argument("--interval", type=float, default=10.0, help="Canary analysis interval, seconds.")
     parser.add_argument("--weight", type=int, default=20, help="The bad canary's first step, percent.")
     parser.add_argument("--skip-crash", action="store_true", help="Leave out the kill -9 of a canary.")
@@ -129,7 +160,14 @@ def main() -> None:
                 for version, where in ((good, "production"), (same, "canary")):
                     result = tqa(env, "release", "deploy", "--env", where, "--version", version)
                     assert result.returncode == 0, result.stderr
-                if args.changes:
+                if args.changes and args.locust:
+                    numbers = weight_changes_locust(env, settings.data_dir, args.changes, args.users, args.every, base)
+                    print(
+                        f"weight changes under {args.users} Locust users: {numbers['changes']} changes "
+                        f"{args.every:.0f} s apart, {numbers['requests']:.0f} requests ({numbers['rps']:.1f}/s, "
+                        f"p95 {numbers['p95_ms']:.0f} ms), {numbers['failures']:.0f} failed"
+                    )
+                elif args.changes:
                     numbers = weight_changes(env, settings.data_dir, args.changes, args.users)
                     print(
                         f"weight changes under {args.users} users: {numbers['changes']} changes, "

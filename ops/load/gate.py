@@ -30,10 +30,9 @@ class Gate(BaseModel):
         return cls.model_validate(yaml.safe_load(path.read_text()))
 
 
-def run_stage(target: str, stage: Stage, out: Path) -> dict[str, float]:
-    """One headless Locust run; its aggregated numbers from the stats CSV."""
-    prefix = out / f"users{stage.users}"
-    command = [
+def locust_command(target: str, users: int, seconds: int, prefix: Path) -> list[str]:
+    """Headless Locust with the persona mix against `target` for `seconds`; CSV and HTML under `prefix`."""
+    return [
         sys.executable,
         "-m",
         "locust",
@@ -43,11 +42,11 @@ def run_stage(target: str, stage: Stage, out: Path) -> dict[str, float]:
         "--host",
         target,
         "-u",
-        str(stage.users),
+        str(users),
         "-r",
-        str(max(stage.users // 4, 1)),
+        str(max(users // 4, 1)),
         "-t",
-        f"{stage.duration_s}s",
+        f"{seconds}s",
         "--csv",
         str(prefix),
         "--html",
@@ -56,13 +55,23 @@ def run_stage(target: str, stage: Stage, out: Path) -> dict[str, float]:
         "--exit-code-on-error",
         "0",
     ]
-    subprocess.run(command, check=True)
+
+
+def run_stage(target: str, stage: Stage, out: Path) -> dict[str, float]:
+    """One headless Locust run; its aggregated numbers from the stats CSV."""
+    prefix = out / f"users{stage.users}"
+    subprocess.run(locust_command(target, stage.users, stage.duration_s, prefix), check=True)
+    return {"users": stage.users, **read_stats(prefix)}
+
+
+def read_stats(prefix: Path) -> dict[str, float]:
+    """The aggregated row of a finished Locust run's stats CSV: requests, failures, requests/s, p50, p95."""
     with open(f"{prefix}_stats.csv") as f:
         total = next(row for row in csv.DictReader(f) if row["Name"] == "Aggregated")
     requests = float(total["Request Count"])
     return {
-        "users": stage.users,
         "requests": requests,
+        "failures": float(total["Failure Count"]),
         "rps": float(total["Requests/s"]),
         "p50_ms": float(total["50%"]),
         "p95_ms": float(total["95%"]),
