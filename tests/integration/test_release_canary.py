@@ -287,10 +287,20 @@ def test_a_canary_that_errors_or_is_slow_is_rolled_back_by_the_analysis(
     assert status["rollout"]["phase"] == "rolled_back"
 
 
-def test_a_killed_canary_command_resumes_and_promotes(release: dict) -> None:
-    """`kill -9` of `tqa release canary` mid-step: the re-run resumes the recorded step and promotes."""
+def test_a_killed_canary_command_resumes_and_promotes(release: dict, tmp_path: Path) -> None:
+    """`kill -9` of `tqa release canary` mid-step: the re-run resumes the recorded step and promotes, under the load
+    gate's Locust users (`make loadtest`'s entry point, persona mix) as well as the tracked users, none failing."""
     env, versions, log = release["env"], release["versions"], release["log"]
     _ok(tqa(env, "release", "deploy", "--env", "canary", "--version", versions["next"], log=log))
+    gate = tmp_path / "gate.yaml"
+    gate.write_text("stages:\n  - {users: 8, duration_s: 40, max_p95_ms: 60000, max_error_rate: 0.0}\n")
+    locust = subprocess.Popen(
+        [sys.executable, "-m", "ops.load.gate", "--target", _proxy_url(release), "--config", str(gate)]
+        + ["--out", str(tmp_path / "loadtest")],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     with Traffic(_proxy_url(release), users=4) as traffic:
         time.sleep(2)
         first, _ = _start_canary(release, "20,100", "10")
@@ -304,9 +314,13 @@ def test_a_killed_canary_command_resumes_and_promotes(release: dict) -> None:
         again = tqa(env, "release", "canary", "--steps", "20,100", "--interval", "10", log=log)
         promoted = time.time()
         time.sleep(2)
+    gated, _ = locust.communicate(timeout=120)
     assert again.returncode == 0, again.stderr
     assert "Resuming the canary of version" in again.stderr
     assert traffic.failures() == []
+    # The gate passes with an error-rate limit of 0: no Locust request failed across the kill, resume and promotion.
+    assert locust.returncode == 0 and "8 users:" in gated and "-> pass" in gated, gated
+    assert (tmp_path / "loadtest" / "users8_stats.csv").is_file() and (tmp_path / "loadtest" / "users8.html").is_file()
     assert set(traffic.versions(promoted + 1)) == {versions["next"]}
     status = _status(release)
     assert status["rollout"]["phase"] == "promoted"
