@@ -105,7 +105,8 @@ def _inventory(fleet: nspawn.Fleet, wheel: Path) -> dict:
         out = {
             "ansible_host": machine.address,
             "private_ip": machine.address,
-            "wg_address": wg[index] if name != "gpu-0" else wg[0],
+            # The hub (gpu-0) has the first overlay address, each spoke one of its own after it.
+            "wg_address": wg[0] if name == "gpu-0" else wg[index + 1],
             "wg_hub": name == "gpu-0",
         }
         if name == "gpu-0":
@@ -297,7 +298,12 @@ def test_prometheus_scrapes_the_cluster(deployment: dict) -> None:
         time.sleep(1)
     assert len(weaviate) == 3 and all(t["health"] == "up" for t in weaviate), json.dumps(weaviate)[:2000]
     # The Qwen runner on the GPU node, through the overlay.
-    assert len(runner) == 1 and runner[0]["health"] == "up", json.dumps(runner)[:2000]
+    if not (len(runner) == 1 and runner[0]["health"] == "up"):
+        gpu = [
+            f"{t['labels']['job']} {t['health']} {t['lastError']}" for t in active if "203.0.113.129" in t["scrapeUrl"]
+        ]
+        why = fleet.ssh("gpu-0", "ss -ltnp; ip -brief addr; journalctl -u tqa-qwen-runner -n 8 --no-pager")
+        raise AssertionError(f"{gpu}\n{why.stdout[-4000:]}{why.stderr[-500:]}")
     # The alert rules are the files ops/monitoring/rules holds (and `promtool test rules` tests), all of them loaded.
     groups = httpx.get(f"{base}/api/v1/rules", timeout=5).json()["data"]["groups"]
     loaded = {r["name"] for g in groups for r in g["rules"]}
