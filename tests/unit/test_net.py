@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import pytest
 
 from ml.net import NotReady, wait_until_ready
+from tests.support.loopback import serving
 from tests.support.ports import free_port
 
 
@@ -31,12 +31,8 @@ def warming_up() -> Iterator[tuple[str, list[int]]]:
         def log_message(self, *args: object) -> None:
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/readyz", sent
-    server.shutdown()
-    server.server_close()
+    with serving(Handler) as url:
+        yield f"{url}/readyz", sent
 
 
 def test_returns_once_the_url_answers_200(warming_up: tuple[str, list[int]]) -> None:

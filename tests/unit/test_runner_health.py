@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 import pytest
@@ -14,6 +13,7 @@ import pytest
 from ml.settings import Settings
 from serving import runner_health
 from serving.runner_health import RunnerHealth, RunnerProbe, start_runner_probe
+from tests.support.loopback import serving
 from tests.support.ports import free_port
 
 
@@ -36,12 +36,8 @@ class _Models(BaseHTTPRequestHandler):
 @pytest.fixture()
 def models_server() -> Iterator[tuple[str, type[_Models]]]:
     handler = type("Handler", (_Models,), {"status": 200, "seen": []})
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/v1", handler
-    server.shutdown()
-    server.server_close()
+    with serving(handler) as url:
+        yield f"{url}/v1", handler
 
 
 class _Breaker:
