@@ -34,18 +34,13 @@ PROBE_GRACE_S = 10.0
 def _ready(url: str, within_s: float = 0.0) -> bool:
     """Whether the slot at `url` answers `/readyz` with 200; with `within_s`, asked again until then (a slot busy
     with traffic on a small machine can miss one 2-second probe and still be serving)."""
-    import httpx
+    from ml.net import NotReady, wait_until_ready
 
-    deadline = time.monotonic() + within_s
-    while True:
-        try:
-            if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                return True
-        except httpx.HTTPError:
-            pass
-        if time.monotonic() >= deadline:
-            return False
-        time.sleep(0.5)
+    try:
+        wait_until_ready(f"{url}/readyz", within_s, interval_s=0.5)
+    except NotReady:
+        return False
+    return True
 
 
 class ReleaseController:
