@@ -37,6 +37,13 @@ from tests.support.release import Traffic, register_version, release_env, tqa
 MODEL = "tqa-release-bench"
 
 
+def _proxy_and_ports(env: dict[str, str], data_dir: Path) -> tuple[Haproxy, dict[str, int]]:
+    """The release proxy and each slot's port, as the rollout state records them."""
+    state = json.loads((data_dir / "release" / "state.json").read_text())
+    ports = {name: s["port"] for name, s in state["slots"].items()}
+    return Haproxy(data_dir / "release", int(env["TQA_PROXY_PORT"])), ports
+
+
 def _change_weights(proxy: Haproxy, ports: dict[str, int], changes: int, every_s: float) -> None:
     for i in range(changes):
         blue = (0, 25, 50, 75, 100)[i % 5]
@@ -51,9 +58,7 @@ def _change_weights(proxy: Haproxy, ports: dict[str, int], changes: int, every_s
 
 def weight_changes(env: dict[str, str], data_dir: Path, changes: int, users: int) -> dict[str, float]:
     """`changes` runtime weight changes between the two slots (both serve v1) under `users` sticky users."""
-    state = json.loads((data_dir / "release" / "state.json").read_text())
-    proxy = Haproxy(data_dir / "release", int(env["TQA_PROXY_PORT"]))
-    ports = {name: s["port"] for name, s in state["slots"].items()}
+    proxy, ports = _proxy_and_ports(env, data_dir)
     with Traffic(proxy.url, users=users, think_s=0.02) as traffic:
         time.sleep(2)
         _change_weights(proxy, ports, changes, 0.5)
@@ -66,9 +71,7 @@ def weight_changes_locust(
 ) -> dict[str, float]:
     """The same changes under `users` Locust users (the load gate's persona mix and think times, one session
     cookie per user), one every `every_s` once all users have started; failures as Locust counts them."""
-    state = json.loads((data_dir / "release" / "state.json").read_text())
-    proxy = Haproxy(data_dir / "release", int(env["TQA_PROXY_PORT"]))
-    ports = {name: s["port"] for name, s in state["slots"].items()}
+    proxy, ports = _proxy_and_ports(env, data_dir)
     ramp_s = 10
     seconds = int(ramp_s + changes * every_s + 5)
     prefix = out / f"weights{users}"
