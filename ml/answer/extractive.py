@@ -166,13 +166,15 @@ class ExtractiveAnswerer:
         elif kind == "error":
             lead, lead_n = self._raise_lines(chosen, q)
         if kind == "howto":
-            # The documented argument to set: the lead when no example matches, else the line after the example
-            # (an example seldom shows the one option the question is about).
-            args, args_n = self._argument_lines(chosen, q, _numbered(question), limit=1)
+            # The documented arguments to set (up to two: "use X, and which shapes are supported" asks about two):
+            # the lead when no example matches, else the lines after the example for those it does not name (an
+            # example seldom shows the one option the question is about).
+            args, args_n = self._argument_lines(chosen, q, _numbered(question), limit=2)
             if not lead:
                 lead, lead_n = args, args_n
-            elif args and _argument_name(args[-1]) not in "\n".join(lead):
-                lead = lead + args[-1:]
+            else:
+                shown_example = "\n".join(lead)
+                lead = lead + [a for a in args if " argument `" in a and _argument_name(a) not in shown_example]
         shown = "\n".join(lead)
         see_also = [n for n in range(1, len(chosen) + 1) if n != lead_n and n != 1]
         budget = self.max_lines - len(lead) - min(len(see_also), 2)
@@ -244,16 +246,18 @@ class ExtractiveAnswerer:
         _, n, ex = best
         c = chosen[n - 1].chunk
         owner = c.symbol.split(".")[-1] if c.symbol else ""
+        # A call written over several lines is one statement: its keyword arguments are what the question is about.
+        statements = _statements(ex.lines)
         keep = [
             i
-            for i, line in enumerate(ex.lines)
+            for i, line in enumerate(statements)
             if q & _stems(line) or (owner and owner in line) or re.search(r"\w\(.*=", line)
         ]
-        if len(ex.lines) <= 4:
-            keep = list(range(len(ex.lines)))
-        keep = keep[:4] or list(range(min(3, len(ex.lines))))
+        if len(statements) <= 4:
+            keep = list(range(len(statements)))
+        keep = keep[:4] or list(range(min(3, len(statements))))
         lines = [f"Usage from {_label(c)} ({_where(c)}): [{n}]"]
-        lines.extend(f"    `{ex.lines[i][:160]}` [{n}]" for i in keep)
+        lines.extend(f"    `{_shorten(statements[i], 240)}` [{n}]" for i in keep)
         return lines, n
 
     def _argument_lines(
@@ -437,6 +441,35 @@ _STATEMENT = re.compile(r"^(return|if|elif|for|while|raise)\b|[^=!<>]=[^=]|\w\("
 _QUOTES = ('"""', "'''")
 # `x = 1`, `eps=(1e-30, 1e-3)`, `default="adamw_torch"`: a line that sets a value as written.
 _LITERAL = re.compile(r"""[^=!<>]=\s*\(?\s*(-?\d[\w.+-]*|True|False|None|"[^"]*"|'[^']*')""")
+
+
+def _statements(lines: tuple[str, ...]) -> list[str]:
+    """Code lines joined into statements: a line that leaves a bracket open continues on the next ones
+    ("Adafactor(", "lr=1e-3,", ")" -> "Adafactor(lr=1e-3)"). A comment is a statement of its own, and one inside an
+    open call is left out (joined, it would comment out the rest of the line)."""
+    out: list[str] = []
+    parts: list[str] = []
+    depth = 0
+    for line in lines:
+        stripped = line.strip()
+        if stripped.startswith("#"):
+            if not parts:
+                out.append(stripped)
+            continue
+        parts.append(stripped)
+        depth += sum(stripped.count(ch) for ch in "([{") - sum(stripped.count(ch) for ch in ")]}")
+        if depth <= 0 or len(parts) >= 20:  # 20 lines: a bracket inside a string never closes
+            out.append(_joined(parts))
+            parts, depth = [], 0
+    if parts:
+        out.append(_joined(parts))
+    return out
+
+
+def _joined(parts: list[str]) -> str:
+    """Lines of one statement on one line, without the space after an opening bracket or a trailing comma."""
+    joined = re.sub(r"([(\[{])\s+", r"\1", " ".join(parts))
+    return re.sub(r",?\s+(?=[)\]}])|,(?=[)\]}])", "", joined)
 
 
 def _unique_by_name(args: list[Argument]) -> list[Argument]:

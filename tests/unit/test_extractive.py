@@ -105,6 +105,46 @@ def test_how_to_leads_with_a_docstring_example_that_calls_the_api() -> None:
     assert ">>>" not in answer.answer
 
 
+def test_a_usage_call_written_over_several_lines_is_quoted_as_one_statement() -> None:
+    adafactor = _chunk("optimization.py", "Adafactor", "class")
+    answer = ExtractiveAnswerer(threshold=0.0).answer(
+        "How do I use Adafactor with an external learning rate of my own?", [Hit(chunk=adafactor, score=1, dense=0.6)]
+    )
+    lines = answer.answer.splitlines()
+    assert lines[0].startswith("Usage from `Adafactor`")
+    call = next(line for line in lines if "Adafactor(" in line and "optimizer =" in line)
+    # The keyword arguments that make the learning rate external sit on the call's own line, not lines 9 and 10 of it.
+    assert "relative_step=False" in call and "scale_parameter=False" in call and call.endswith(")` [1]")
+
+
+def test_statements_join_open_brackets_and_keep_comments_apart() -> None:
+    from ml.answer.extractive import _statements
+
+    lines = (
+        "# build it",
+        "opt = Adafactor(",
+        "    params,",
+        "    # the rate",
+        "    lr=1e-3,",
+        ")",
+        "x = [1,",
+        "2]",
+        "print(x)",
+    )
+    assert _statements(lines) == ["# build it", "opt = Adafactor(params, lr=1e-3)", "x = [1, 2]", "print(x)"]
+
+
+def test_how_to_about_two_settings_shows_both_documented_arguments() -> None:
+    wsd = _chunk("optimization.py", "get_wsd_schedule", "function")
+    answer = ExtractiveAnswerer(threshold=0.0).answer(
+        "How do I set up a warmup-stable-decay schedule, and which decay types can I choose?",
+        [Hit(chunk=wsd, score=1.0, dense=0.6)],
+    )
+    lead = answer.answer.splitlines()[:2]
+    assert any("argument `decay_type" in line and "'1-sqrt'" in line for line in lead)
+    assert any("argument `warmup_type" in line for line in lead)
+
+
 def test_default_question_quotes_the_documented_default_literally() -> None:
     args = _chunk("training_args.py", "TrainingArguments", "class")
     answer = ExtractiveAnswerer(threshold=0.0).answer(
