@@ -106,13 +106,15 @@ class Forwarder:
             counts["sent"] += 1
         return counts
 
-    def drain(self, timeout_s: float = 60.0) -> dict[str, int]:
+    def drain(self, timeout_s: float = 60.0, patience_s: float = 0.0) -> dict[str, int]:
         """Forward until nothing is due, nor being sent by another forwarder (a service worker), or `timeout_s` passes.
 
-        Rows waiting out a backoff are left for later.
+        A row waiting out a backoff (its trace had not reached MLflow yet) is waited for when it falls due within
+        `patience_s`, and left for later otherwise.
         """
         total = {"sent": 0, "retry": 0, "no_trace": 0, "down": 0}
         deadline = time.monotonic() + timeout_s
+        patient_until = time.time() + min(patience_s, timeout_s)
         while time.monotonic() < deadline:
             counts = self.forward_once()
             for k, v in counts.items():
@@ -120,9 +122,13 @@ class Forwarder:
             if counts["down"]:
                 break
             if not any(counts.values()):
-                if not self.store.in_flight():
+                if self.store.in_flight():
+                    time.sleep(0.5)
+                    continue
+                due = self.store.next_due()
+                if due is None or due > patient_until:
                     break
-                time.sleep(0.5)
+                time.sleep(min(max(due - time.time(), 0.05), max(deadline - time.monotonic(), 0.0)))
         return total
 
     def _forward(self, row: dict[str, Any]) -> None:

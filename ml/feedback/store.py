@@ -351,6 +351,26 @@ class FeedbackStore:
             )
         return delay
 
+    def expedite(self, now: float | None = None) -> int:
+        """Make every pending row that waits out a retry delay due now (none another forwarder holds); returns how
+        many. An explicit export tries them at once: a review made a moment ago may sit behind a rating whose trace
+        had not reached MLflow on its first tries."""
+        now = time.time() if now is None else now
+        with self._lock:
+            cursor = self._durable.execute(
+                "UPDATE outbox SET next_at = ? WHERE state = 'pending' AND next_at > ? AND claimed_until <= ?",
+                (now, now, now),
+            )
+        return int(cursor.rowcount)
+
+    def next_due(self) -> float | None:
+        """The earliest time a pending row is due (epoch seconds), or None when nothing is pending."""
+        with self._lock:
+            (at,) = self._durable.execute(
+                "SELECT MIN(MAX(next_at, claimed_until)) FROM outbox WHERE state = 'pending'"
+            ).fetchone()
+        return float(at) if at is not None else None
+
     def in_flight(self, now: float | None = None) -> int:
         """Due pending rows another forwarder holds a lease on (it is sending them right now)."""
         now = time.time() if now is None else now

@@ -10,6 +10,10 @@ import typer
 from ml.settings import Settings
 from ops.cli._io import console, out, print_json
 
+# How long `tqa feedback export` waits for a rating or review whose answer's trace the service has not exported yet
+# (it batches traces for a few seconds): long enough for that, short enough for a command someone waits on.
+EXPORT_PATIENCE_S = 30.0
+
 
 def _store():  # type: ignore[no-untyped-def]
     from ml.feedback.store import FeedbackStore
@@ -109,9 +113,13 @@ def export(
                     f"MLflow at {settings.mlflow_tracking_uri} did not answer; start it (or set "
                     "TQA_MLFLOW_TRACKING_URI), or pass --local to export approved corrections from the local store."
                 )
-            forwarded = forwarder.drain()
-            if forwarded["retry"]:
-                console.print(f"[yellow]{forwarded['retry']} ratings could not reach MLflow yet; they stay queued.[/]")
+            # A review just made may sit behind a rating still in its retry delay: try both now, and give a trace
+            # the service has not exported yet a little time to arrive.
+            store.expedite()
+            forwarder.drain(patience_s=EXPORT_PATIENCE_S)
+            waiting = store.outbox_counts()["pending"]
+            if waiting:
+                console.print(f"[yellow]{waiting} ratings or reviews could not reach MLflow yet; they stay queued.[/]")
             pairs = trace_pairs(settings.mlflow_tracking_uri, settings.trace_experiment)
     buffer = feedback_buffer(settings.staging_file)
     staged = append_pairs(buffer, {p.id.removeprefix("feedback-"): p.model_dump(mode="json") for p in pairs})

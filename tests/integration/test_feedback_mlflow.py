@@ -48,8 +48,11 @@ def settings(tmp_path: Path, server: MlflowServer) -> Settings:
     )
 
 
-def answered(store: FeedbackStore, tracer: QueryTracer, question: str, abstained: bool = False) -> str:
-    """A traced and logged answer (what /ask does), citing one chunk; returns its query id."""
+def answered(
+    store: FeedbackStore, tracer: QueryTracer, question: str, abstained: bool = False, flush: bool = True
+) -> str:
+    """A traced and logged answer (what /ask does), citing one chunk; returns its query id. Unless `flush`, the trace
+    stays in the tracer's batch (not in MLflow yet)."""
     qid = new_query_id()
     answer = {
         "answer": f"Answer to {question}",
@@ -65,7 +68,8 @@ def answered(store: FeedbackStore, tracer: QueryTracer, question: str, abstained
     }
     trace_id = tracer.record(qid, question, answer, time.time_ns())
     store.log_query(qid, question, answer, trace_id=trace_id)
-    assert tracer.flush(timeout_s=60) == 0
+    if flush:
+        assert tracer.flush(timeout_s=60) == 0
     return qid
 
 
@@ -214,6 +218,36 @@ def test_export_stages_approved_corrections_and_well_rated_answers(settings: Set
         f"feedback-{corrected}",
         f"feedback-{liked}",
     }
+
+
+def test_a_review_behind_a_rating_in_its_retry_delay_is_exported_at_once(settings: Settings) -> None:
+    """What a maintainer meets: the thumbs-down was forwarded before the service had exported the answer's trace, so
+    it waits out a retry delay; the correction is approved and `tqa feedback export` runs at once. The export tries
+    the waiting rows now, and stages the pair."""
+    with FeedbackStore(settings.feedback_db) as store:
+        tracer = QueryTracer(settings, batch_s=600)  # the trace waits in the service's batch
+        qid = answered(store, tracer, "What does f return exactly?", flush=False)
+        store.record(validate_feedback(qid, "down", correction="f returns 1."))
+        assert Forwarder(store, settings.mlflow_tracking_uri).forward_once()["retry"] == 1  # no trace in MLflow yet
+        [rating] = store.outbox_rows(qid)
+        for _ in range(7):  # seven more misses: the next try is minutes away
+            store.retry_later(rating["id"], "RESOURCE_DOES_NOT_EXIST")
+        assert tracer.close(timeout_s=60) == 0  # now the trace is there
+        store.decide(qid, "approved", "`f` returns the integer 1.")
+    env = {
+        **os.environ,
+        "TQA_DATA_DIR": str(settings.data_dir),
+        "TQA_MLFLOW_TRACKING_URI": settings.mlflow_tracking_uri,
+        "TQA_TRACE_EXPERIMENT": settings.trace_experiment,
+    }
+    command = [sys.executable, "-m", "ops.cli", "feedback", "export"]
+    done = subprocess.run(command, env=env, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "could not reach MLflow" not in done.stdout
+    staged = staged_pairs(feedback_buffer(settings.staging_file))
+    assert staged[qid]["category"] == "user_correction" and staged[qid]["answer"] == "`f` returns the integer 1."
+    with FeedbackStore(settings.feedback_db) as store:
+        assert store.outbox_counts()["pending"] == 0
 
 
 def _traced_ids(settings: Settings) -> set[str]:

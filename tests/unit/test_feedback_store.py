@@ -124,3 +124,24 @@ def test_a_newer_rating_supersedes_what_was_not_sent_yet(store: FeedbackStore) -
     [row] = store.claim()
     assert row["payload"]["comment"] == "post 2"
     assert store.outbox_counts() == {"pending": 1, "sent": 0, "no_trace": 0, "superseded": 2}
+
+
+def test_expedite_makes_rows_in_a_retry_delay_due_now_but_not_rows_another_forwarder_holds(
+    store: FeedbackStore,
+) -> None:
+    a, b = new_query_id(), new_query_id()
+    for qid in (a, b):
+        store.log_query(qid, "How do I load in 4-bit?", ANSWER)
+        store.record(validate_feedback(qid, "down"))
+    assert store.next_due() is not None and store.next_due() <= time.time()
+    waiting, held = store.claim()
+    assert store.retry_later(waiting["id"], "RESOURCE_DOES_NOT_EXIST") == 1.0
+    assert store.retry_later(waiting["id"], "RESOURCE_DOES_NOT_EXIST") == 2.0  # held is leased to "another" forwarder
+    assert store.claim() == [] and store.next_due() > time.time()
+    assert store.expedite() == 1
+    [row] = store.claim()
+    assert row["id"] == waiting["id"] and row["attempts"] == 2
+    assert store.expedite() == 0  # both are leased now
+    store.settle(row["id"], "sent")
+    store.settle(held["id"], "sent")
+    assert store.next_due() is None
