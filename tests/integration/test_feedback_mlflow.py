@@ -180,6 +180,20 @@ def test_the_service_forwarder_keeps_forwarding_across_an_mlflow_restart(
         assert ours(settings, store, second)[RATING][0].value is False
 
 
+def export(settings: Settings) -> subprocess.CompletedProcess[str]:
+    """`tqa feedback export` as a real process over the test's data dir and trace experiment; it must exit 0."""
+    env = {
+        **os.environ,
+        "TQA_DATA_DIR": str(settings.data_dir),
+        "TQA_MLFLOW_TRACKING_URI": settings.mlflow_tracking_uri,
+        "TQA_TRACE_EXPERIMENT": settings.trace_experiment,
+    }
+    command = [sys.executable, "-m", "ops.cli", "feedback", "export"]
+    done = subprocess.run(command, env=env, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    return done
+
+
 def test_export_stages_approved_corrections_and_well_rated_answers(settings: Settings) -> None:
     with FeedbackStore(settings.feedback_db) as store:
         tracer = QueryTracer(settings)
@@ -193,15 +207,7 @@ def test_export_stages_approved_corrections_and_well_rated_answers(settings: Set
         store.record(validate_feedback(abstained, "up"))
         store.record(validate_feedback(disliked, "down", correction="Nobody knows."))
         store.decide(disliked, "rejected")
-    env = {
-        **os.environ,
-        "TQA_DATA_DIR": str(settings.data_dir),
-        "TQA_MLFLOW_TRACKING_URI": settings.mlflow_tracking_uri,
-        "TQA_TRACE_EXPERIMENT": settings.trace_experiment,
-    }
-    command = [sys.executable, "-m", "ops.cli", "feedback", "export"]
-    done = subprocess.run(command, env=env, cwd=ROOT, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr
+    export(settings)
     staged = staged_pairs(feedback_buffer(settings.staging_file))
     assert set(staged) == {corrected, liked}
     pair = staged[corrected]
@@ -212,7 +218,7 @@ def test_export_stages_approved_corrections_and_well_rated_answers(settings: Set
         staged[liked]["category"] == "rated_answer" and staged[liked]["answer"] == "Answer to Where is f defined in x?"
     )
     # Running it again writes nothing; the pairs read back from MLflow are the same.
-    again = subprocess.run(command, env=env, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    again = export(settings)
     assert json.loads(again.stdout[again.stdout.index("{") :])["written"] == 0
     assert {p.id for p in trace_pairs(settings.mlflow_tracking_uri, settings.trace_experiment)} >= {
         f"feedback-{corrected}",
@@ -234,15 +240,7 @@ def test_a_review_behind_a_rating_in_its_retry_delay_is_exported_at_once(setting
             store.retry_later(rating["id"], "RESOURCE_DOES_NOT_EXIST")
         assert tracer.close(timeout_s=60) == 0  # now the trace is there
         store.decide(qid, "approved", "`f` returns the integer 1.")
-    env = {
-        **os.environ,
-        "TQA_DATA_DIR": str(settings.data_dir),
-        "TQA_MLFLOW_TRACKING_URI": settings.mlflow_tracking_uri,
-        "TQA_TRACE_EXPERIMENT": settings.trace_experiment,
-    }
-    command = [sys.executable, "-m", "ops.cli", "feedback", "export"]
-    done = subprocess.run(command, env=env, cwd=ROOT, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr
+    done = export(settings)
     assert "could not reach MLflow" not in done.stdout
     staged = staged_pairs(feedback_buffer(settings.staging_file))
     assert staged[qid]["category"] == "user_correction" and staged[qid]["answer"] == "`f` returns the integer 1."
