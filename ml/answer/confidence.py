@@ -6,8 +6,10 @@ of the question's words appear in no candidate at all ("PyTorch Lightning's Trai
 repository, `lightning` with nothing in it). Two signals read the question alone: a logistic model over its
 embedding, trained on users' Transformers questions against other tools' questions (`text_scope`, its log-odds),
 and the words it uses that no indexed file contains or almost none do (`ml.index.vocabulary`: "TorchServe",
-"Horovod"). They are trained on the tuning half of the dev set, the tuning out-of-scope questions and the scope
-training questions (`tqa train ranker`); the abstention threshold is chosen there, never on the test half.
+"Horovod"). P(correct) also reads what the extractive answer made of the hits (`Evidence`): whether it found the
+usage example, argument entry or raise the question's kind asks for, and how much of the question it quotes. They
+are trained on the tuning half of the dev set, the tuning out-of-scope questions and the scope training questions
+(`tqa train ranker`); the abstention threshold is chosen there, never on the test half.
 """
 
 from __future__ import annotations
@@ -32,6 +34,18 @@ FEATURES = [
     "bias", "p1", "p2", "margin", "dense", "coverage", "unmatched", "unmatched_any", "top_kind_code",
     "text_scope", "unseen", "rare", "p3", "p_any3",
 ]  # fmt: skip
+# What P(correct) reads besides FEATURES: the answer the hits make. The scope model (abstention) reads FEATURES only.
+ANSWER_FEATURES = ["same_file", "why", "answer_coverage", "lead_found", "named_in_question"]
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """What the extractive answer made of the hits: the share of the question's words it quotes (`coverage`), and
+    whether it found the lead the question's kind asks for (`lead`: a usage example for "how do I", an argument
+    entry for "which default", a raise for an error)."""
+
+    coverage: float
+    lead: bool
 
 
 def logit(p: float) -> float:
@@ -72,6 +86,23 @@ def features(
     return np.asarray([[row[f] for f in FEATURES]], dtype=np.float32)
 
 
+def answer_features(question: str, hits: list[Hit], evidence: Evidence) -> np.ndarray:
+    """One row of ANSWER_FEATURES: how many of the top three hits share the first one's file, whether the question
+    asks why, the answer's evidence, and the share of the top symbol's name the question says."""
+    from ml.answer.units import intent
+
+    files = [h.chunk.path for h in hits[:3]]
+    name = set(words(hits[0].chunk.symbol)) if hits else set()
+    row = {
+        "same_file": sum(f == files[0] for f in files) / len(files) if files else 0.0,
+        "why": 1.0 if intent(question) == "why" else 0.0,
+        "answer_coverage": evidence.coverage,
+        "lead_found": 1.0 if evidence.lead else 0.0,
+        "named_in_question": len(set(words(question)) & name) / len(name) if name else 0.0,
+    }
+    return np.asarray([[row[f] for f in ANSWER_FEATURES]], dtype=np.float32)
+
+
 @dataclass
 class Logistic:
     weights: list[float]
@@ -86,7 +117,8 @@ class Logistic:
 @dataclass
 class ConfidenceModel:
     """`correct`: P(a top-3 source is a gold symbol); `scope`: P(answerable); abstain below `threshold` of scope.
-    `text`: P(in scope) from the question's embedding alone, read through `embed` once `bind` gives one."""
+    `text`: P(in scope) from the question's embedding alone, read through `embed` once `bind` gives one. A `correct`
+    model trained with ANSWER_FEATURES (`reads_answer`) also reads what the answer made of the hits (`Evidence`)."""
 
     correct: Logistic
     scope: Logistic
@@ -112,13 +144,32 @@ class ConfidenceModel:
         return text, foreign
 
     def assess(self, question: str, hits: list[Hit], threshold: float | None = None) -> tuple[float, bool]:
-        """(confidence, abstain) for a question and its ranked hits; `threshold` overrides the tuned one."""
+        """(confidence, abstain) for a question and its ranked hits, before an answer is composed; `threshold`
+        overrides the tuned one."""
         if not hits:
             return 0.0, True
         text, foreign = self.signals(question)
         x = features(question, hits, text, foreign)
         limit = self.threshold if threshold is None else threshold
-        return round(self.correct.probability(x), 3), self.scope.probability(x) < limit
+        return round(self._correct(question, hits, x, None), 3), self.scope.probability(x) < limit
+
+    @property
+    def reads_answer(self) -> bool:
+        return len(self.correct.weights) == len(FEATURES) + len(ANSWER_FEATURES)
+
+    def correctness(self, question: str, hits: list[Hit], evidence: Evidence) -> float:
+        """P(correct) once the answer is composed: with its evidence when the model reads it."""
+        if not hits:
+            return 0.0
+        text, foreign = self.signals(question)
+        return round(self._correct(question, hits, features(question, hits, text, foreign), evidence), 3)
+
+    def _correct(self, question: str, hits: list[Hit], x: np.ndarray, evidence: Evidence | None) -> float:
+        if not self.reads_answer:
+            return self.correct.probability(x)
+        # Before an answer is composed (an abstention), its part of the row is what an empty answer shows.
+        shown = evidence or Evidence(coverage=0.0, lead=False)
+        return self.correct.probability(np.hstack([x, answer_features(question, hits, shown)]))
 
     def save(self, path: Path) -> None:
         data = {
@@ -127,6 +178,7 @@ class ConfidenceModel:
             "threshold": self.threshold,
             "text": self.text.__dict__ if self.text is not None else None,
             "features": self.features,
+            "answer_features": ANSWER_FEATURES if self.reads_answer else [],
             "trained_on": self.trained_on,
         }
         path.write_text(json.dumps(data, indent=1) + "\n")
@@ -134,7 +186,7 @@ class ConfidenceModel:
     @classmethod
     def load(cls, path: Path) -> ConfidenceModel:
         data = json.loads(path.read_text())
-        if data["features"] != FEATURES:
+        if data["features"] != FEATURES or data.get("answer_features", []) not in ([], ANSWER_FEATURES):
             raise UserError(f"{path} was trained on other features; retrain it with `tqa train ranker`.")
         return cls(
             Logistic(**data["correct"]),

@@ -10,7 +10,7 @@ import time
 from collections.abc import Callable
 
 from ml.answer.base import ABSTAIN_TEXT, source_of
-from ml.answer.confidence import ConfidenceModel
+from ml.answer.confidence import ConfidenceModel, Evidence
 from ml.answer.history import HistoryAnswerer
 from ml.answer.units import (
     EXPLAINS,
@@ -115,14 +115,34 @@ class ExtractiveAnswerer:
                 timings_ms={"answer_ms": (time.perf_counter() - started) * 1000},
                 answerer=self.name,
             )
+        text, cited, evidence = self._compose(question, hits)
+        if self.model is not None and self.model.reads_answer:
+            confidence = self.model.correctness(question, hits, evidence)
+        return Answer(
+            answer=text,
+            confidence=confidence,
+            abstained=False,
+            sources=[source_of(n, h) for n, h in enumerate(cited, 1)],
+            timings_ms={"answer_ms": (time.perf_counter() - started) * 1000},
+            answerer=self.name,
+        )
+
+    def evidence(self, question: str, hits: list[Hit]) -> Evidence:
+        """What the answer to `question` from `hits` would quote (`Evidence`), for training the confidence model on
+        what it reads when serving."""
+        return self._compose(question, hits)[2] if hits else Evidence(coverage=0.0, lead=False)
+
+    def _compose(self, question: str, hits: list[Hit]) -> tuple[str, list[Hit], Evidence]:
+        """The answer's text, the hits it cites and its evidence."""
         q = _stems(question)
         # A property getter or setter answers nothing ("return self._load_in_4bit"): cite what explains instead.
         useful = [h for h in hits if not is_accessor(h.chunk)]
         chosen = (useful or hits)[: self.max_sources]
+        lead = False
         if chosen[0].chunk.kind in HISTORY_KINDS:
             lines = self._history_lines(chosen, q)
         else:
-            lines = self._file_lines(question, chosen, q)
+            lines, lead = self._file_lines(question, chosen, q)
         # A source quoted from outside its own lines (from its whole symbol, `Hit.body`) cites the symbol's lines, so
         # the link shows what was quoted.
         cited = list(chosen)
@@ -130,14 +150,9 @@ class ExtractiveAnswerer:
             if hit.body is not None and _quotes_outside(lines, n, hit.chunk.text, hit.body.text):
                 cited[n - 1] = hit.model_copy(update={"chunk": hit.body})
                 lines = [line.replace(_where(hit.chunk), _where(hit.body)) for line in lines]
-        return Answer(
-            answer="\n".join(lines[: self.max_lines]),
-            confidence=confidence,
-            abstained=False,
-            sources=[source_of(n, h) for n, h in enumerate(cited, 1)],
-            timings_ms={"answer_ms": (time.perf_counter() - started) * 1000},
-            answerer=self.name,
-        )
+        text = "\n".join(lines[: self.max_lines])
+        coverage = len(q & _stems(text)) / len(q) if q else 0.0
+        return text, cited, Evidence(coverage=coverage, lead=lead)
 
     def _history_lines(self, chosen: list[Hit], q: set[str]) -> list[str]:
         lines: list[str] = []
@@ -152,8 +167,9 @@ class ExtractiveAnswerer:
                 lines.append(self._see_also(n, c, q))
         return lines
 
-    def _file_lines(self, question: str, chosen: list[Hit], q: set[str]) -> list[str]:
-        """The lead the question's kind asks for, then the top hit's explaining sentence and code, then see-alsos."""
+    def _file_lines(self, question: str, chosen: list[Hit], q: set[str]) -> tuple[list[str], bool]:
+        """The lead the question's kind asks for, then the top hit's explaining sentence and code, then see-alsos;
+        and whether that lead was found (an example, an argument entry, a raise: a "why" sentence does not count)."""
         kind = intent(question)
         lead: list[str] = []
         lead_n = 1
@@ -165,6 +181,7 @@ class ExtractiveAnswerer:
             lead, lead_n = self._reason(chosen, q)
         elif kind == "error":
             lead, lead_n = self._raise_lines(chosen, q)
+        found = bool(lead)
         if kind == "howto":
             # The documented arguments to set (up to two: "use X, and which shapes are supported" asks about two):
             # the lead when no example matches, else the lines after the example for those it does not name (an
@@ -211,7 +228,7 @@ class ExtractiveAnswerer:
             if len(lines) >= self.max_lines:
                 break
             lines.append(self._see_also(n, chosen[n - 1].chunk, q, chosen[n - 1].body))
-        return lines
+        return lines, found
 
     def _see_also(self, n: int, c: Chunk, q: set[str], body: Chunk | None = None) -> str:
         """One line for a lower hit: its sentence that shares most with the question, or, when that sentence shares

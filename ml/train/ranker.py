@@ -23,7 +23,7 @@ from ml.sources.corpus import Corpus
 from ml.types import Hit
 
 if TYPE_CHECKING:
-    from ml.answer.confidence import ConfidenceModel
+    from ml.answer.confidence import ConfidenceModel, Evidence
     from ml.index.vocabulary import Vocabulary
 
 # Docstring questions used for training are drawn with another seed than the evaluation's docstring set.
@@ -120,10 +120,11 @@ def train_all(
 ) -> Path:
     """`tqa train ranker`: the ranker, then the confidence model on its rankings, saved in `out_dir` (default: the
     data dir, where `QA` picks them up over the shipped ones). Only the tuning halves are read."""
+    from ml.answer.extractive import ExtractiveAnswerer
     from ml.eval.retrieval import dev_queries, out_of_scope_questions, scope_training_questions
     from ml.eval.suite import index_corpus
     from ml.index.state import StateStore
-    from ml.pipeline import QA
+    from ml.pipeline import QA, with_bodies
 
     out = out_dir or settings.data_dir
     out.mkdir(parents=True, exist_ok=True)
@@ -150,6 +151,7 @@ def train_all(
             extra_in_scope=extra_in,
             vocabulary=qa.vocabulary,
             rankers=held_out,
+            evidence=lambda question, hits: ExtractiveAnswerer().evidence(question, with_bodies(qa.index, hits)),
         )
         confidence.save(out / "confidence.json")
         say(f"confidence: {confidence.trained_on}, abstain below in-scope probability {confidence.threshold:.3f}")
@@ -185,17 +187,19 @@ def train_confidence(
     extra_in_scope: list[str] | None = None,
     vocabulary: Vocabulary | None = None,
     rankers: dict[str, RankModel] | None = None,
+    evidence: Callable[[str, list[Hit]], Evidence] | None = None,
 ) -> ConfidenceModel:
     """Fit P(correct) on the dev questions and P(in scope) on them and `extra_in_scope` against the out-of-scope
     ones, through the ranked retriever with the `k` hits an answer reads (`QA.ask`'s default). The question-only
     text model is fitted on the same questions; the other two read its out-of-fold log-odds, so they learn how far
     to trust it on questions it did not see. The abstention threshold lets at most `false_abstention` of the
     in-scope questions abstain (a wrong "not found" costs a user more than a weak answer). A question in
-    `rankers` is ranked by the ranker fitted without it (`train_with_held_out`), as a new question will be."""
+    `rankers` is ranked by the ranker fitted without it (`train_with_held_out`), as a new question will be. With
+    `evidence` (what the answer made of the hits), P(correct) also reads ANSWER_FEATURES."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.model_selection import cross_val_predict
 
-    from ml.answer.confidence import ConfidenceModel, features, fit_logistic, logit
+    from ml.answer.confidence import ConfidenceModel, answer_features, features, fit_logistic, logit
 
     extra_in_scope = extra_in_scope or []
     rankers = rankers or {}
@@ -209,11 +213,14 @@ def train_confidence(
             retriever.model = shipped
 
     answerable: list[tuple[str, int]] = []  # (question, top-3 cites a gold)
+    answer_rows = []
     for q in dev:
         golds = golds_of(corpus, q)
         if golds:
             hits = search(q.question)
             answerable.append((q.question, 1 if first_rank([_result(h) for h in hits[:3]], golds) else 0))
+            if evidence is not None:
+                answer_rows.append(answer_features(q.question, hits, evidence(q.question, hits))[0])
     in_scope = [q for q, _ in answerable] + extra_in_scope
     questions = in_scope + out_of_scope
     scope = np.asarray([1] * len(in_scope) + [0] * len(out_of_scope))
@@ -232,7 +239,8 @@ def train_confidence(
         rows.append(features(question, search(question), logit(float(text_p)), foreign)[0])
     x = np.asarray(rows)
     correct = np.asarray([c for _, c in answerable])
-    correct_model = fit_logistic(x[: len(answerable)], correct)
+    answered = x[: len(answerable)]
+    correct_model = fit_logistic(np.c_[answered, np.asarray(answer_rows)] if answer_rows else answered, correct)
     scope_model = fit_logistic(x, scope)
     # The threshold reads held-out probabilities: on the questions it was fitted to, the scope model is surer of
     # each in-scope question than it will be of a new one, and a threshold set there abstains on too little.

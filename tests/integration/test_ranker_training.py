@@ -31,6 +31,8 @@ def test_trained_ranker_and_confidence_load_and_rank(indexed: Indexed, tmp_path:
     # The confidence model learns from how a ranker scores questions it was not fitted to, as a user's will be.
     assert confidence.trained_on["answerable"] >= 2
     assert confidence.trained_on["ranked_held_out"] == confidence.trained_on["answerable"]
+    # P(correct) also reads what the answer made of the hits, composed from their bodies as `QA.ask` composes it.
+    assert confidence.reads_answer
 
     families = {"mixtral": "transformers/models/mixtral/", "mistral": "transformers/models/mistral/",
                 "llama": "transformers/models/llama/"}  # fmt: skip

@@ -391,3 +391,20 @@ def test_apostrophes_are_not_quotes_so_a_default_question_is_not_read_as_an_erro
     )
     assert intent("Why do I get 'Asking to pad but the tokenizer does not have a padding token'?") == "error"
     assert intent('It says "Some weights of the model checkpoint were not used" when I load it') == "error"
+
+
+def test_the_confidence_of_an_answer_reads_whether_it_found_the_lead_its_question_asks_for() -> None:
+    from ml.answer.confidence import ANSWER_FEATURES, FEATURES, ConfidenceModel, Logistic
+
+    adafactor = Hit(chunk=_chunk("optimization.py", "Adafactor", "class"), score=1, dense=0.6)
+    how = "How do I use Adafactor with an external learning rate of my own?"
+    shows = ExtractiveAnswerer(threshold=0.0).evidence(how, [adafactor])
+    assert shows.lead and 0.5 < shows.coverage <= 1.0
+    # Adafactor's docstring holds a usage example but no raise: an error question finds no lead there.
+    assert not ExtractiveAnswerer(threshold=0.0).evidence("Why does Adafactor raise an error?", [adafactor]).lead
+    n, m = len(FEATURES), len(ANSWER_FEATURES)
+    correct = Logistic([0.0] * (n + m), [0.0] * (n + m), [1.0] * (n + m))
+    correct.weights[n + ANSWER_FEATURES.index("lead_found")] = 4.0
+    model = ConfidenceModel(correct, Logistic([0.0] * n, [0.0] * n, [1.0] * n), threshold=0.1)
+    answer = ExtractiveAnswerer(threshold=0.1, model=model).answer(how, [adafactor])
+    assert not answer.abstained and answer.confidence == model.correctness(how, [adafactor], shows) > 0.95

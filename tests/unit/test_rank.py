@@ -129,5 +129,38 @@ def test_the_shipped_confidence_model_reads_every_signal() -> None:
 
     model = default_confidence()
     assert model is not None and model.features == CONFIDENCE_FEATURES and model.text is not None
+    assert model.reads_answer  # P(correct) also reads what the answer found
     assert len(model.text.weights) == 385  # bias + the packaged MiniLM's 384 dimensions
     assert model.trained_on["out_of_scope"] > 100 and model.trained_on["vocabulary_words"] > 0
+
+
+def test_confidence_trained_on_answers_reads_what_the_answer_found(tmp_path: Path) -> None:
+    from ml.answer.confidence import ANSWER_FEATURES, Evidence
+
+    n, m = len(CONFIDENCE_FEATURES), len(ANSWER_FEATURES)
+    correct = Logistic([0.0] * (n + m), [0.0] * (n + m), [1.0] * (n + m))
+    correct.weights[n + ANSWER_FEATURES.index("lead_found")] = 3.0
+    correct.weights[n + ANSWER_FEATURES.index("answer_coverage")] = 2.0
+    model = ConfidenceModel(correct, Logistic([0.0] * n, [0.0] * n, [1.0] * n), threshold=0.5)
+    hits = [hit("a.py", "Trainer")]
+    found = model.correctness("How do I train?", hits, Evidence(coverage=1.0, lead=True))
+    missed = model.correctness("How do I train?", hits, Evidence(coverage=0.0, lead=False))
+    assert model.reads_answer and found > 0.9 and missed == 0.5
+    model.save(tmp_path / "c.json")
+    again = ConfidenceModel.load(tmp_path / "c.json")
+    assert again.reads_answer and again.correctness("How do I train?", hits, Evidence(1.0, True)) == found
+
+
+def test_a_confidence_file_without_answer_features_still_loads_and_reads_hits_only(tmp_path: Path) -> None:
+    from ml.answer.confidence import Evidence
+
+    n = len(CONFIDENCE_FEATURES)
+    model = ConfidenceModel(Logistic([0.0] * n, [0.0] * n, [1.0] * n), Logistic([0.0] * n, [0.0] * n, [1.0] * n), 0.5)
+    model.save(tmp_path / "old.json")
+    old = ConfidenceModel.load(tmp_path / "old.json")
+    assert not old.reads_answer
+    assert old.correctness("q", [hit("a.py", "A")], Evidence(1.0, True)) == 0.5
+    data = (tmp_path / "old.json").read_text().replace('"answer_features": []', '"answer_features": ["lead"]')
+    (tmp_path / "other.json").write_text(data)
+    with pytest.raises(UserError, match="retrain it with `tqa train ranker`"):
+        ConfidenceModel.load(tmp_path / "other.json")
