@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from ml.answer.units import intent
 from ml.errors import UserError
 from ml.rank import words
 from ml.types import Hit
@@ -89,8 +90,6 @@ def features(
 def answer_features(question: str, hits: list[Hit], evidence: Evidence) -> np.ndarray:
     """One row of ANSWER_FEATURES: how many of the top three hits share the first one's file, whether the question
     asks why, the answer's evidence, and the share of the top symbol's name the question says."""
-    from ml.answer.units import intent
-
     files = [h.chunk.path for h in hits[:3]]
     name = set(words(hits[0].chunk.symbol)) if hits else set()
     row = {
@@ -143,33 +142,30 @@ class ConfidenceModel:
         foreign = self.vocabulary.foreign(question) if self.vocabulary is not None else (0.0, 0.0)
         return text, foreign
 
-    def assess(self, question: str, hits: list[Hit], threshold: float | None = None) -> tuple[float, bool]:
-        """(confidence, abstain) for a question and its ranked hits, before an answer is composed; `threshold`
-        overrides the tuned one."""
+    def assess(
+        self,
+        question: str,
+        hits: list[Hit],
+        threshold: float | None = None,
+        evidence: Callable[[], Evidence] | None = None,
+    ) -> tuple[float, bool]:
+        """(confidence, abstain) for a question and its ranked hits; `threshold` overrides the tuned one. `evidence`
+        gives what the answer made of the hits, asked for only when the model reads it and does not abstain."""
         if not hits:
             return 0.0, True
         text, foreign = self.signals(question)
         x = features(question, hits, text, foreign)
         limit = self.threshold if threshold is None else threshold
-        return round(self._correct(question, hits, x, None), 3), self.scope.probability(x) < limit
+        abstain = self.scope.probability(x) < limit
+        if self.reads_answer:
+            # An abstention composes no answer: its part of the row is what an empty answer shows.
+            shown = evidence() if evidence is not None and not abstain else Evidence(coverage=0.0, lead=False)
+            x = np.hstack([x, answer_features(question, hits, shown)])
+        return round(self.correct.probability(x), 3), abstain
 
     @property
     def reads_answer(self) -> bool:
         return len(self.correct.weights) == len(FEATURES) + len(ANSWER_FEATURES)
-
-    def correctness(self, question: str, hits: list[Hit], evidence: Evidence) -> float:
-        """P(correct) once the answer is composed: with its evidence when the model reads it."""
-        if not hits:
-            return 0.0
-        text, foreign = self.signals(question)
-        return round(self._correct(question, hits, features(question, hits, text, foreign), evidence), 3)
-
-    def _correct(self, question: str, hits: list[Hit], x: np.ndarray, evidence: Evidence | None) -> float:
-        if not self.reads_answer:
-            return self.correct.probability(x)
-        # Before an answer is composed (an abstention), its part of the row is what an empty answer shows.
-        shown = evidence or Evidence(coverage=0.0, lead=False)
-        return self.correct.probability(np.hstack([x, answer_features(question, hits, shown)]))
 
     def save(self, path: Path) -> None:
         data = {

@@ -77,11 +77,13 @@ class ExtractiveAnswerer:
         self.max_lines = max_lines
         self.model = model
 
-    def assess(self, question: str, hits: list[Hit]) -> tuple[float, bool]:
-        """(confidence, abstain): the calibrated model's when one is given (`ml.answer.confidence`), else the
-        heuristic confidence below `threshold`."""
+    def assess(
+        self, question: str, hits: list[Hit], evidence: Callable[[], Evidence] | None = None
+    ) -> tuple[float, bool]:
+        """(confidence, abstain): the calibrated model's when one is given (`ml.answer.confidence`, reading the
+        answer's `evidence` when trained to), else the heuristic confidence below `threshold`."""
         if self.model is not None:
-            return self.model.assess(question, hits, self.threshold)
+            return self.model.assess(question, hits, self.threshold, evidence)
         confidence = self.confidence(question, hits)
         return confidence, confidence < (0.5 if self.threshold is None else self.threshold)
 
@@ -105,7 +107,9 @@ class ExtractiveAnswerer:
         if history is not None:
             return history
         started = time.perf_counter()
-        confidence, abstain = self.assess(question, hits)
+        # Composed at most once: for the confidence model's evidence, then for the answer itself.
+        composed = functools.cache(lambda: self._compose(question, hits))
+        confidence, abstain = self.assess(question, hits, lambda: composed()[2])
         if abstain:
             return Answer(
                 answer=ABSTAIN_TEXT,
@@ -115,9 +119,7 @@ class ExtractiveAnswerer:
                 timings_ms={"answer_ms": (time.perf_counter() - started) * 1000},
                 answerer=self.name,
             )
-        text, cited, evidence = self._compose(question, hits)
-        if self.model is not None and self.model.reads_answer:
-            confidence = self.model.correctness(question, hits, evidence)
+        text, cited, _ = composed()
         return Answer(
             answer=text,
             confidence=confidence,

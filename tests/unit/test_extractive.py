@@ -407,4 +407,6 @@ def test_the_confidence_of_an_answer_reads_whether_it_found_the_lead_its_questio
     correct.weights[n + ANSWER_FEATURES.index("lead_found")] = 4.0
     model = ConfidenceModel(correct, Logistic([0.0] * n, [0.0] * n, [1.0] * n), threshold=0.1)
     answer = ExtractiveAnswerer(threshold=0.1, model=model).answer(how, [adafactor])
-    assert not answer.abstained and answer.confidence == model.correctness(how, [adafactor], shows) > 0.95
+    assert (
+        not answer.abstained and answer.confidence == model.assess(how, [adafactor], evidence=lambda: shows)[0] > 0.95
+    )

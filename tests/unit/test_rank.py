@@ -143,12 +143,14 @@ def test_confidence_trained_on_answers_reads_what_the_answer_found(tmp_path: Pat
     correct.weights[n + ANSWER_FEATURES.index("answer_coverage")] = 2.0
     model = ConfidenceModel(correct, Logistic([0.0] * n, [0.0] * n, [1.0] * n), threshold=0.5)
     hits = [hit("a.py", "Trainer")]
-    found = model.correctness("How do I train?", hits, Evidence(coverage=1.0, lead=True))
-    missed = model.correctness("How do I train?", hits, Evidence(coverage=0.0, lead=False))
+    found = model.assess("How do I train?", hits, evidence=lambda: Evidence(coverage=1.0, lead=True))[0]
+    missed = model.assess("How do I train?", hits, evidence=lambda: Evidence(coverage=0.0, lead=False))[0]
     assert model.reads_answer and found > 0.9 and missed == 0.5
     model.save(tmp_path / "c.json")
     again = ConfidenceModel.load(tmp_path / "c.json")
-    assert again.reads_answer and again.correctness("How do I train?", hits, Evidence(1.0, True)) == found
+    assert (
+        again.reads_answer and again.assess("How do I train?", hits, evidence=lambda: Evidence(1.0, True))[0] == found
+    )
 
 
 def test_a_confidence_file_without_answer_features_still_loads_and_reads_hits_only(tmp_path: Path) -> None:
@@ -159,7 +161,7 @@ def test_a_confidence_file_without_answer_features_still_loads_and_reads_hits_on
     model.save(tmp_path / "old.json")
     old = ConfidenceModel.load(tmp_path / "old.json")
     assert not old.reads_answer
-    assert old.correctness("q", [hit("a.py", "A")], Evidence(1.0, True)) == 0.5
+    assert old.assess("q", [hit("a.py", "A")], evidence=lambda: Evidence(1.0, True))[0] == 0.5
     data = (tmp_path / "old.json").read_text().replace('"answer_features": []', '"answer_features": ["lead"]')
     (tmp_path / "other.json").write_text(data)
     with pytest.raises(UserError, match="retrain it with `tqa train ranker`"):
