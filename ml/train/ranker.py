@@ -23,11 +23,13 @@ from ml.sources.corpus import Corpus
 from ml.types import Hit
 
 if TYPE_CHECKING:
-    from ml.answer.confidence import ConfidenceModel, Evidence
+    from ml.answer.confidence import ConfidenceModel, Evidence, Logistic
     from ml.index.vocabulary import Vocabulary
 
-# Docstring questions used for training are drawn with another seed than the evaluation's docstring set.
+# Docstring questions used for training are drawn with another seed than the evaluation's docstring set; those the
+# confidence model reads with a third, and never one the ranker was trained on.
 TRAIN_DOCSTRING_SEED = 7
+CONFIDENCE_DOCSTRING_SEED = 101
 DEV_WEIGHT = 3  # a hand-written question counts as this many generated ones
 
 
@@ -70,6 +72,19 @@ def examples(retriever: Retriever, corpus: Corpus, queries: list[Query], weight:
 def _result(hit) -> Result:  # noqa: ANN001
     c = hit.chunk
     return Result(path=c.path, start_line=c.start_line, end_line=c.end_line, symbol=c.symbol)
+
+
+def confidence_docstrings(corpus: Corpus, n: int, keep: Callable[[Query], bool] = lambda _: True) -> list[Query]:
+    """`n` docstring questions the ranker (trained on `n` of them) has not seen, for the confidence model: ranked by
+    the shipped ranker they are held out, as a user's question is."""
+    import random
+
+    if n <= 0:
+        return []
+    trained = {q.question for q in docstring_queries(corpus, n=n, seed=TRAIN_DOCSTRING_SEED)}
+    fresh = [q for q in docstring_queries(corpus, n=2 * n, seed=CONFIDENCE_DOCSTRING_SEED) if q.question not in trained]
+    fresh = [q for q in fresh if keep(q)]
+    return random.Random(CONFIDENCE_DOCSTRING_SEED).sample(fresh, min(n, len(fresh)))
 
 
 def train_with_held_out(
@@ -143,6 +158,7 @@ def train_all(
         retriever.model = model
         answerable = [q for q in dev_queries("tune") if indexed is None or q.path in indexed]
         extra_in, extra_out = scope_training_questions()
+        generated = confidence_docstrings(corpus, docstrings, lambda q: indexed is None or q.path in indexed)
         confidence = train_confidence(
             retriever,
             corpus,
@@ -152,6 +168,7 @@ def train_all(
             vocabulary=qa.vocabulary,
             rankers=held_out,
             evidence=lambda question, hits: ExtractiveAnswerer().evidence(question, with_bodies(qa.index, hits)),
+            generated=generated,
         )
         confidence.save(out / "confidence.json")
         say(f"confidence: {confidence.trained_on}, abstain below in-scope probability {confidence.threshold:.3f}")
@@ -188,6 +205,7 @@ def train_confidence(
     vocabulary: Vocabulary | None = None,
     rankers: dict[str, RankModel] | None = None,
     evidence: Callable[[str, list[Hit]], Evidence] | None = None,
+    generated: list[Query] | None = None,
 ) -> ConfidenceModel:
     """Fit P(correct) on the dev questions and P(in scope) on them and `extra_in_scope` against the out-of-scope
     ones, through the ranked retriever with the `k` hits an answer reads (`QA.ask`'s default). The question-only
@@ -195,7 +213,9 @@ def train_confidence(
     to trust it on questions it did not see. The abstention threshold lets at most `false_abstention` of the
     in-scope questions abstain (a wrong "not found" costs a user more than a weak answer). A question in
     `rankers` is ranked by the ranker fitted without it (`train_with_held_out`), as a new question will be. With
-    `evidence` (what the answer made of the hits), P(correct) also reads ANSWER_FEATURES."""
+    `evidence` (what the answer made of the hits), P(correct) also reads ANSWER_FEATURES. `generated` questions
+    (docstring ones the ranker did not train on) are more rows for P(correct) only: 84 hand-written questions alone
+    let it learn their noise, and a docstring sentence is not how a user asks in or out of scope."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.model_selection import cross_val_predict
 
@@ -238,9 +258,16 @@ def train_confidence(
         foreign = vocabulary.foreign(question) if vocabulary is not None else (0.0, 0.0)
         rows.append(features(question, search(question), logit(float(text_p)), foreign)[0])
     x = np.asarray(rows)
-    correct = np.asarray([c for _, c in answerable])
     answered = x[: len(answerable)]
-    correct_model = fit_logistic(np.c_[answered, np.asarray(answer_rows)] if answer_rows else answered, correct)
+    if answer_rows:
+        answered = np.c_[answered, np.asarray(answer_rows)]
+    correct = [c for _, c in answerable]
+    extra_rows, extra_correct = _generated_rows(generated or [], corpus, search, text_model, retriever, vocabulary,
+                                                evidence if answer_rows else None)  # fmt: skip
+    if extra_rows:
+        answered = np.r_[answered, np.asarray(extra_rows)]
+        correct += extra_correct
+    correct_model = fit_logistic(answered, np.asarray(correct))
     scope_model = fit_logistic(x, scope)
     # The threshold reads held-out probabilities: on the questions it was fitted to, the scope model is surer of
     # each in-scope question than it will be of a new one, and a threshold set there abstains on too little.
@@ -256,8 +283,41 @@ def train_confidence(
             "answerable": len(answerable),
             "extra_in_scope": len(extra_in_scope),
             "out_of_scope": len(out_of_scope),
-            "correct": int(correct.sum()),
+            "correct": int(sum(correct[: len(answerable)])),
+            "generated": len(extra_rows),
             "ranked_held_out": sum(q in rankers for q, _ in answerable),
             "vocabulary_words": len(vocabulary.files) if vocabulary is not None else 0,
         },
     )
+
+
+def _generated_rows(
+    generated: list[Query],
+    corpus: Corpus,
+    search: Callable[[str], list[Hit]],
+    text_model: Logistic,
+    retriever: Retriever,
+    vocabulary: Vocabulary | None,
+    evidence: Callable[[str, list[Hit]], Evidence] | None,
+) -> tuple[list[np.ndarray], list[int]]:
+    """P(correct)'s rows and labels for generated questions with a resolvable gold, read as `train_confidence` reads
+    a dev question (FEATURES, then ANSWER_FEATURES when `evidence` is given)."""
+    from ml.answer.confidence import answer_features, features, logit
+
+    asked = [(q, golds) for q in generated if (golds := golds_of(corpus, q))]
+    if not asked:
+        return [], []
+    vectors = np.asarray(retriever.embedder.embed_documents([q.question for q, _ in asked]))
+    rows, labels = [], []
+    for (q, golds), vector in zip(asked, vectors, strict=True):
+        hits = search(q.question)
+        if not hits:
+            continue
+        foreign = vocabulary.foreign(q.question) if vocabulary is not None else (0.0, 0.0)
+        text_scope = logit(text_model.probability(np.r_[1.0, vector][None, :]))
+        row = features(q.question, hits, text_scope, foreign)[0]
+        if evidence is not None:
+            row = np.r_[row, answer_features(q.question, hits, evidence(q.question, hits))[0]]
+        rows.append(row)
+        labels.append(1 if first_rank([_result(h) for h in hits[:3]], golds) else 0)
+    return rows, labels

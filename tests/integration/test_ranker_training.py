@@ -33,6 +33,8 @@ def test_trained_ranker_and_confidence_load_and_rank(indexed: Indexed, tmp_path:
     assert confidence.trained_on["ranked_held_out"] == confidence.trained_on["answerable"]
     # P(correct) also reads what the answer made of the hits, composed from their bodies as `QA.ask` composes it.
     assert confidence.reads_answer
+    # Docstring questions the ranker did not train on add rows to P(correct).
+    assert confidence.trained_on["generated"] > 0
 
     families = {"mixtral": "transformers/models/mixtral/", "mistral": "transformers/models/mistral/",
                 "llama": "transformers/models/llama/"}  # fmt: skip
