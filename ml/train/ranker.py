@@ -219,7 +219,15 @@ def train_confidence(
     from sklearn.linear_model import LogisticRegression
     from sklearn.model_selection import cross_val_predict
 
-    from ml.answer.confidence import ConfidenceModel, answer_features, features, fit_logistic, logit
+    from ml.answer.confidence import (
+        ConfidenceModel,
+        answer_features,
+        features,
+        fit_logistic,
+        logit,
+        question_words,
+        text_row,
+    )
 
     extra_in_scope = extra_in_scope or []
     rankers = rankers or {}
@@ -245,7 +253,8 @@ def train_confidence(
     questions = in_scope + out_of_scope
     scope = np.asarray([1] * len(in_scope) + [0] * len(out_of_scope))
     vectors = np.asarray(retriever.embedder.embed_documents(questions))
-    design = np.c_[np.ones(len(questions)), vectors]
+    text_words = sorted(set().union(*(question_words(q) for q in questions)))
+    design = np.asarray([text_row(v, q, text_words) for v, q in zip(vectors, questions, strict=True)])
     text_model = fit_logistic(design, scope, c=3.0, standardize=False)
     folds = min(10, int(scope.sum()), int(len(scope) - scope.sum()))
     if folds >= 2:
@@ -262,8 +271,8 @@ def train_confidence(
     if answer_rows:
         answered = np.c_[answered, np.asarray(answer_rows)]
     correct = [c for _, c in answerable]
-    extra_rows, extra_correct = _generated_rows(generated or [], corpus, search, text_model, retriever, vocabulary,
-                                                evidence if answer_rows else None)  # fmt: skip
+    extra_rows, extra_correct = _generated_rows(generated or [], corpus, search, text_model, text_words, retriever,
+                                                vocabulary, evidence if answer_rows else None)  # fmt: skip
     if extra_rows:
         answered = np.r_[answered, np.asarray(extra_rows)]
         correct += extra_correct
@@ -279,6 +288,7 @@ def train_confidence(
         scope_model,
         float(threshold),
         text_model,
+        text_words=text_words,
         trained_on={
             "answerable": len(answerable),
             "extra_in_scope": len(extra_in_scope),
@@ -296,13 +306,14 @@ def _generated_rows(
     corpus: Corpus,
     search: Callable[[str], list[Hit]],
     text_model: Logistic,
+    text_words: list[str],
     retriever: Retriever,
     vocabulary: Vocabulary | None,
     evidence: Callable[[str, list[Hit]], Evidence] | None,
 ) -> tuple[list[np.ndarray], list[int]]:
     """P(correct)'s rows and labels for generated questions with a resolvable gold, read as `train_confidence` reads
     a dev question (FEATURES, then ANSWER_FEATURES when `evidence` is given)."""
-    from ml.answer.confidence import answer_features, features, logit
+    from ml.answer.confidence import answer_features, features, logit, text_row
 
     asked = [(q, golds) for q in generated if (golds := golds_of(corpus, q))]
     if not asked:
@@ -314,7 +325,7 @@ def _generated_rows(
         if not hits:
             continue
         foreign = vocabulary.foreign(q.question) if vocabulary is not None else (0.0, 0.0)
-        text_scope = logit(text_model.probability(np.r_[1.0, vector][None, :]))
+        text_scope = logit(text_model.probability(text_row(vector, q.question, text_words)[None, :]))
         row = features(q.question, hits, text_scope, foreign)[0]
         if evidence is not None:
             row = np.r_[row, answer_features(q.question, hits, evidence(q.question, hits))[0]]

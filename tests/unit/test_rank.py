@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -124,13 +125,41 @@ def test_the_question_only_signals_move_the_scope_once_bound(tmp_path: Path) -> 
     assert again.assess("bake bread", hits) == model.assess("bake bread", hits)
 
 
+def test_the_text_model_reads_the_words_a_question_says(tmp_path: Path) -> None:
+    n = len(CONFIDENCE_FEATURES)
+    scope = Logistic([0.0] * n, [0.0] * n, [1.0] * n)
+    scope.weights[CONFIDENCE_FEATURES.index("text_scope")] = 1.0
+    # Both questions embed alike (in scope); the word "lightning" says another library.
+    text = Logistic([1.0, 2.0, 0.0, -40.0], [0.0] * 4, [1.0] * 4)
+    words = ["keras", "lightning"]
+    model = ConfidenceModel(Logistic([0.0] * n, [0.0] * n, [1.0] * n), scope, 0.5, text, text_words=words)
+    model.bind(lambda _: np.array([1.0]), None)
+    hits = [hit("a.py", "Trainer")]
+    assert model.assess("How do I resume the Trainer?", hits)[1] is False
+    assert model.assess("How do I resume the Lightning Trainer?", hits)[1] is True
+    model.save(tmp_path / "c.json")
+    again = ConfidenceModel.load(tmp_path / "c.json").bind(lambda _: np.array([1.0]), None)
+    assert again.text_words == ["keras", "lightning"]
+    assert again.assess("How do I resume the Lightning Trainer?", hits) == model.assess(
+        "How do I resume the Lightning Trainer?", hits
+    )
+    # A file from before the text model read words reads the embedding alone.
+    data = json.loads((tmp_path / "c.json").read_text())
+    del data["text_words"]
+    data["text"] = {"weights": [1.0, 2.0], "mean": [0.0, 0.0], "scale": [1.0, 1.0]}
+    (tmp_path / "old.json").write_text(json.dumps(data))
+    old = ConfidenceModel.load(tmp_path / "old.json").bind(lambda _: np.array([1.0]), None)
+    assert old.text_words == [] and old.assess("How do I resume the Lightning Trainer?", hits)[1] is False
+
+
 def test_the_shipped_confidence_model_reads_every_signal() -> None:
     from ml.answer.confidence import default_confidence
 
     model = default_confidence()
     assert model is not None and model.features == CONFIDENCE_FEATURES and model.text is not None
     assert model.reads_answer  # P(correct) also reads what the answer found
-    assert len(model.text.weights) == 385  # bias + the packaged MiniLM's 384 dimensions
+    # bias + the packaged MiniLM's 384 dimensions + the words of the questions it was trained on
+    assert len(model.text.weights) == 385 + len(model.text_words) and "lightning" in model.text_words
     assert model.trained_on["out_of_scope"] > 100 and model.trained_on["vocabulary_words"] > 0
 
 
