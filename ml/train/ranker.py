@@ -214,8 +214,8 @@ def train_confidence(
     in-scope questions abstain (a wrong "not found" costs a user more than a weak answer). A question in
     `rankers` is ranked by the ranker fitted without it (`train_with_held_out`), as a new question will be. With
     `evidence` (what the answer made of the hits), P(correct) also reads ANSWER_FEATURES. `generated` questions
-    (docstring ones the ranker did not train on) are more rows for P(correct) only: 84 hand-written questions alone
-    let it learn their noise, and a docstring sentence is not how a user asks in or out of scope."""
+    (docstring ones the ranker did not train on) are more rows for P(correct) only: the dev questions alone are too
+    few (it learns their noise), and a docstring sentence is not how a user asks in or out of scope."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.model_selection import cross_val_predict
 
