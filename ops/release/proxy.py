@@ -26,7 +26,7 @@ class Slot:
 
 
 def render(slots: list[Slot], bind_port: int, admin_socket: Path, pid_file: Path, check_interval_ms: int = 500) -> str:
-    """The HAProxy configuration for `slots` (the Ansible serving role renders the same template)."""
+    """The HAProxy configuration for `slots`."""
     import jinja2
 
     template = jinja2.Template(TEMPLATE.read_text(), undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
@@ -119,9 +119,12 @@ class Haproxy:
     def apply(self, slots: list[Slot]) -> None:
         """Move the running proxy to `slots`' weights and states (no reload: in-flight requests finish).
 
-        Slots taking traffic are enabled before any slot is drained, so there is never a moment with no server.
+        Slots that take traffic go first, the heaviest first, each given its weight before it leaves maintenance;
+        only then do weights fall and slots drain. So no command leaves the proxy without a ready server of weight
+        above 0 (a canary step to 100% otherwise zeroes production while the canary is still in maintenance, and
+        a request arriving in between gets a 503).
         """
-        for slot in sorted(slots, key=lambda s: s.maintenance):
+        for slot in sorted(slots, key=lambda s: (s.maintenance, -s.weight)):
             self._run(f"set weight {BACKEND}/{slot.name} {slot.weight}")
             self._run(f"set server {BACKEND}/{slot.name} state {'maint' if slot.maintenance else 'ready'}")
         self.write_config(slots)

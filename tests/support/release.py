@@ -32,6 +32,7 @@ class Outcome:
     version: str
     abstained: bool | None
     started: float = 0.0  # when the request was sent (`time` is when its answer came)
+    error: str = ""  # why there was no HTTP answer (status 0), so a failing assertion says what broke
 
 
 @dataclass
@@ -60,8 +61,8 @@ class Traffic:
                         abstained = r.json().get("abstained") if r.status_code == 200 else None
                         version = r.headers.get("x-tqa-version", "")
                         self.outcomes.append(Outcome(time.time(), r.status_code, version, abstained, sent))
-                    except httpx.HTTPError:
-                        self.outcomes.append(Outcome(time.time(), 0, "", None, sent))
+                    except httpx.HTTPError as e:
+                        self.outcomes.append(Outcome(time.time(), 0, "", None, sent, f"{type(e).__name__}: {e}"))
                     time.sleep(self.think_s)
 
     def __enter__(self) -> Traffic:
