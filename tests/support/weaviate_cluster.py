@@ -7,9 +7,11 @@ as production runs it. Nodes can be killed with SIGKILL and restarted on the sam
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,7 +19,7 @@ from typing import Any
 import httpx
 
 from ml.settings import Settings
-from tests.support.ports import free_port
+from tests.support.ports import free_port_range
 
 API_KEY = "cluster-test-key"
 
@@ -35,55 +37,31 @@ class Node:
     env: dict[str, str] = field(default_factory=dict)
 
 
-def _consecutive_free_pair() -> int:
-    """A port p with p and p + 1 free (Weaviate wants data = gossip + 1 and Raft RPC = Raft + 1)."""
-    import socket
-
-    for _ in range(200):
-        p = free_port()
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-            try:
-                s.bind(("127.0.0.1", p + 1))
-            except OSError:
-                continue
-        return p
-    raise RuntimeError("no two consecutive free ports found")
+PORTS_PER_NODE = 7  # HTTP, gRPC, gossip, data (gossip + 1), Raft, Raft RPC (Raft + 1), profiling
 
 
 class WeaviateCluster:
-    """Three (or `size`) nodes joined by gossip and Raft; `start()` returns once every node is ready."""
+    """Three (or `size`) nodes joined by gossip and Raft; `start()` returns once every node is ready.
+
+    Ports come from below Linux's ephemeral range (`free_port_range`): a node restarted minutes after a kill binds
+    the same ports again, and an outgoing connection must not have taken one as its source port meanwhile.
+    """
 
     def __init__(self, base: Path, size: int = 3, settings: Settings | None = None):
         self.binary = (settings or Settings()).weaviate_binary
         if not self.binary.exists():
             raise RuntimeError(f"The Weaviate server binary is missing ({self.binary}); run `make setup` first.")
         self.nodes: list[Node] = []
-        used: set[int] = set()
         for i in range(size):
-            while True:
-                ports = [free_port(), free_port(), _consecutive_free_pair(), _consecutive_free_pair()]
-                flat = {ports[0], ports[1], ports[2], ports[2] + 1, ports[3], ports[3] + 1}
-                if len(flat) == 6 and not flat & used:
-                    used |= flat
-                    break
             data = base / f"node{i}"
             data.mkdir(parents=True, exist_ok=True)
-            self.nodes.append(Node(f"weaviate-{i}", *ports, data_dir=data, log=base / f"node{i}.log"))
-        raft_join = ",".join(f"{n.name}:{n.raft_port}" for n in self.nodes)
-        for i, node in enumerate(self.nodes):
-            node.env = {
+            self.nodes.append(Node(f"weaviate-{i}", 0, 0, 0, 0, data_dir=data, log=base / f"node{i}.log"))
+            self.nodes[i].env = {
                 "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-                "CLUSTER_HOSTNAME": node.name,
+                "CLUSTER_HOSTNAME": self.nodes[i].name,
                 "CLUSTER_IN_LOCALHOST": "true",
-                "PERSISTENCE_DATA_PATH": str(node.data_dir),
-                "CLUSTER_GOSSIP_BIND_PORT": str(node.gossip_port),
-                "CLUSTER_DATA_BIND_PORT": str(node.gossip_port + 1),
-                "RAFT_PORT": str(node.raft_port),
-                "RAFT_INTERNAL_RPC_PORT": str(node.raft_port + 1),
-                "RAFT_JOIN": raft_join,
+                "PERSISTENCE_DATA_PATH": str(data),
                 "RAFT_BOOTSTRAP_EXPECT": str(size),
-                "GRPC_PORT": str(node.grpc_port),
-                "PROFILING_PORT": str(free_port()),
                 "DISABLE_TELEMETRY": "true",
                 "ENABLE_MODULES": "",
                 "DEFAULT_VECTORIZER_MODULE": "none",
@@ -94,6 +72,25 @@ class WeaviateCluster:
                 "AUTHENTICATION_APIKEY_ALLOWED_KEYS": API_KEY,
                 "AUTHENTICATION_APIKEY_USERS": "admin",
             }
+        self._assign_ports()
+
+    def _assign_ports(self) -> None:
+        """A fresh run of free ports for every node, written into the nodes' environments (other entries kept)."""
+        base = free_port_range(PORTS_PER_NODE * len(self.nodes))
+        for i, node in enumerate(self.nodes):
+            p = base + PORTS_PER_NODE * i
+            node.http_port, node.grpc_port, node.gossip_port, node.raft_port = p, p + 1, p + 2, p + 4
+            node.env |= {
+                "CLUSTER_GOSSIP_BIND_PORT": str(p + 2),
+                "CLUSTER_DATA_BIND_PORT": str(p + 3),
+                "RAFT_PORT": str(p + 4),
+                "RAFT_INTERNAL_RPC_PORT": str(p + 5),
+                "PROFILING_PORT": str(p + 6),
+                "GRPC_PORT": str(p + 1),
+            }
+        raft_join = ",".join(f"{n.name}:{n.raft_port}" for n in self.nodes)
+        for i, node in enumerate(self.nodes):
+            node.env["RAFT_JOIN"] = raft_join
             if i > 0:
                 node.env["CLUSTER_JOIN"] = f"localhost:{self.nodes[0].gossip_port}"
 
@@ -123,11 +120,45 @@ class WeaviateCluster:
             time.sleep(0.25)
         raise RuntimeError(f"{node.name} not ready after {timeout} s: {node.log.read_text()[-2000:]}")
 
-    def start(self, timeout: float = 120.0) -> None:
+    def _logs(self) -> str:
+        return "\n".join(f"--- {n.name}:\n{n.log.read_text()[-1500:] if n.log.exists() else ''}" for n in self.nodes)
+
+    def _start_once(self, timeout: float) -> None:
+        """Start every node and wait for all of them together: a node that exits fails the start at once (a node
+        waiting for a Raft leader would otherwise wait out the timeout), with every node's log tail."""
         for i in range(len(self.nodes)):
             self.start_node(i)
-        for i in range(len(self.nodes)):
-            self.wait_ready(i, timeout)
+        waiting, started = set(range(len(self.nodes))), time.monotonic()
+        while waiting and time.monotonic() - started < timeout:
+            for i in sorted(waiting):
+                node = self.nodes[i]
+                if node.process is not None and node.process.poll() is not None:
+                    raise RuntimeError(f"{node.name} exited while the cluster started:\n{self._logs()}")
+                try:
+                    url = f"http://127.0.0.1:{node.http_port}/v1/.well-known/ready"
+                    if httpx.get(url, timeout=1).status_code == 200:
+                        waiting.discard(i)
+                except httpx.HTTPError:
+                    pass
+            time.sleep(0.25)
+        if waiting:
+            names = ", ".join(self.nodes[i].name for i in sorted(waiting))
+            raise RuntimeError(f"{names} not ready {timeout} s after the cluster started:\n{self._logs()}")
+
+    def start(self, timeout: float = 120.0) -> None:
+        """Start the cluster; if it does not form (a node exits, or no Raft leader in `timeout`), start it once more
+        from empty data on fresh ports, and say so. What the tests exercise starts after this point."""
+        try:
+            self._start_once(timeout)
+        except RuntimeError as first:
+            self.stop()
+            warnings.warn(f"The Weaviate cluster did not form; starting it again on fresh ports. {first}", stacklevel=2)
+            for node in self.nodes:
+                shutil.rmtree(node.data_dir, ignore_errors=True)
+                node.data_dir.mkdir(parents=True)
+                node.log.unlink(missing_ok=True)
+            self._assign_ports()
+            self._start_once(timeout)
 
     def kill(self, i: int) -> None:
         """SIGKILL, as a crash or the OOM killer would."""
