@@ -87,7 +87,7 @@ def judge(canary: dict[str, float | None], production: dict[str, float | None], 
     breaches = []
     requests = canary.get("requests") or 0.0
     if requests < limits.min_requests:
-        return [f"canary answered {requests:.0f} user requests in the step, fewer than {limits.min_requests}"]
+        return [f"canary answered {requests:.1f} user requests in the step, fewer than {limits.min_requests}"]
     c_err, p_err = canary.get("error_rate") or 0.0, production.get("error_rate") or 0.0
     if c_err > p_err + limits.max_error_rate:
         breaches.append(f"error rate {c_err:.3f} > production {p_err:.3f} + {limits.max_error_rate}")
