@@ -37,6 +37,13 @@ class Node:
     env: dict[str, str] = field(default_factory=dict)
 
 
+def _answers_ready(node: Node) -> bool:
+    try:
+        return httpx.get(f"http://127.0.0.1:{node.http_port}/v1/.well-known/ready", timeout=1).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
 PORTS_PER_NODE = 7  # HTTP, gRPC, gossip, data (gossip + 1), Raft, Raft RPC (Raft + 1), profiling
 
 
@@ -112,11 +119,8 @@ class WeaviateCluster:
         while time.monotonic() - started < timeout:
             if node.process is not None and node.process.poll() is not None:
                 raise RuntimeError(f"{node.name} exited: {node.log.read_text()[-2000:]}")
-            try:
-                if httpx.get(f"http://127.0.0.1:{node.http_port}/v1/.well-known/ready", timeout=1).status_code == 200:
-                    return time.monotonic() - started
-            except httpx.HTTPError:
-                pass
+            if _answers_ready(node):
+                return time.monotonic() - started
             time.sleep(0.25)
         raise RuntimeError(f"{node.name} not ready after {timeout} s: {node.log.read_text()[-2000:]}")
 
@@ -134,12 +138,8 @@ class WeaviateCluster:
                 node = self.nodes[i]
                 if node.process is not None and node.process.poll() is not None:
                     raise RuntimeError(f"{node.name} exited while the cluster started:\n{self._logs()}")
-                try:
-                    url = f"http://127.0.0.1:{node.http_port}/v1/.well-known/ready"
-                    if httpx.get(url, timeout=1).status_code == 200:
-                        waiting.discard(i)
-                except httpx.HTTPError:
-                    pass
+                if _answers_ready(node):
+                    waiting.discard(i)
             time.sleep(0.25)
         if waiting:
             names = ", ".join(self.nodes[i].name for i in sorted(waiting))
