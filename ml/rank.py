@@ -3,9 +3,10 @@
 The hybrid search finds candidates; which one answers is decided by signals no single score carries: the model
 family a question names and the folder a chunk lives in, the generated `modeling_*.py` against its `modular_*.py`
 source, a symbol whose name the question describes, an argument entry for a "which default" question, how much of
-the candidate list comes from the same file. A logistic model over these features is trained on questions with
-known gold symbols (`tqa train ranker`, `bench/retrieval_quality.py`) and shipped as a small JSON of weights, so a
-ranking costs one dot product per candidate.
+the candidate list comes from the same file. A linear model over these features, fitted listwise (each question's
+candidates against each other), is trained on questions with known gold symbols (`tqa train ranker`,
+`bench/retrieval_quality.py`) and shipped as a small JSON of weights, so a ranking costs one dot product per
+candidate.
 """
 
 from __future__ import annotations
@@ -225,7 +226,7 @@ def _is_getter(text: str) -> bool:
 
 @dataclass
 class RankModel:
-    """Logistic weights over FEATURES (after standardisation); `probability` is P(candidate answers)."""
+    """Linear weights over FEATURES (after standardisation); `probability` is P(candidate answers)."""
 
     weights: list[float]
     mean: list[float]
@@ -262,8 +263,18 @@ def default_model() -> RankModel | None:
     return RankModel.load(Path(str(resource)))
 
 
-def fit(x: np.ndarray, y: np.ndarray, groups: np.ndarray, c: float = 1.0) -> RankModel:
-    """Train the logistic model: standardised features, L2 regularisation `1/c`, balanced classes."""
+def fit(
+    x: np.ndarray, y: np.ndarray, groups: np.ndarray, weights: np.ndarray | None = None, l2: float = 10.0
+) -> RankModel:
+    """Train the model listwise: for each question (rows sharing a `groups` value), a softmax over its candidates
+    puts the most probability on its gold ones (the log of their summed probability, times the question's
+    `weights`, L2 penalty `l2` on standardised features). Then one logistic over the scores this gives makes
+    `probability` P(candidate is a gold symbol).
+
+    Which candidate comes first is decided within one question's list, so that is what the model learns: fitted per
+    candidate with balanced classes instead, it spent its weights telling questions' score levels apart (tuning
+    half, 10-fold CV: symbol MRR@10 0.552 -> 0.632, Recall@5 0.754 -> 0.810)."""
+    from scipy.optimize import minimize
     from sklearn.linear_model import LogisticRegression
 
     mean = x.mean(axis=0)
@@ -271,10 +282,34 @@ def fit(x: np.ndarray, y: np.ndarray, groups: np.ndarray, c: float = 1.0) -> Ran
     scale[scale == 0] = 1.0
     mean[0], scale[0] = 0.0, 1.0  # the bias column stays a constant 1
     z = (x - mean) / scale
-    model = LogisticRegression(C=c, fit_intercept=False, class_weight="balanced", max_iter=2000)
-    model.fit(z, y)
+    row_weights = np.ones(len(y)) if weights is None else np.asarray(weights, dtype=float)
+    lists = []
+    for group in dict.fromkeys(groups.tolist()):
+        rows = np.flatnonzero(groups == group)
+        if y[rows].any():  # a question with no gold among its candidates says nothing about their order
+            lists.append((z[rows], y[rows].astype(bool), float(row_weights[rows[0]])))
+    if not lists:
+        raise ValueError("No question has a gold candidate to learn from.")
+
+    def loss(w: np.ndarray) -> tuple[float, np.ndarray]:
+        total, grad = 0.5 * l2 * float(w @ w), l2 * w
+        for rows, gold, weight in lists:
+            s = rows @ w
+            p = np.exp(s - s.max())
+            p /= p.sum()
+            on_gold = p[gold].sum()
+            total -= weight * math.log(on_gold + 1e-12)
+            # d(-log sum_gold p)/dw = E_p[z] - E_{p restricted to gold}[z]
+            grad += weight * (rows.T @ (p - np.where(gold, p, 0.0) / (on_gold + 1e-12)))
+        return total, grad
+
+    w = minimize(loss, np.zeros(x.shape[1]), jac=True, method="L-BFGS-B").x
+    platt = LogisticRegression(C=1e4, max_iter=1000).fit((z @ w)[:, None], y)
+    a, b = float(platt.coef_[0][0]), float(platt.intercept_[0])
+    weights_out = a * w
+    weights_out[0] += b  # the bias column is a constant 1 after standardisation
     return RankModel(
-        weights=[float(w) for w in model.coef_[0]],
+        weights=[float(v) for v in weights_out],
         mean=[float(m) for m in mean],
         scale=[float(s) for s in scale],
         trained_on={"pairs": int(len(y)), "positives": int(y.sum()), "queries": int(len(set(groups.tolist())))},

@@ -3,7 +3,7 @@
 Training questions: the tuning half of the hand-written dev set (never its test half) and questions made from
 docstrings (the first sentence of a symbol's docstring asks for it without naming it, the way users describe
 behaviour). Every candidate the retriever finds for a question is one example, labelled by whether it is a gold
-symbol; the model is a logistic regression over `ml.rank.FEATURES`.
+symbol; the model is linear over `ml.rank.FEATURES`, fitted listwise (`ml.rank.fit`).
 """
 
 from __future__ import annotations
@@ -38,6 +38,7 @@ class Examples:
     x: np.ndarray
     y: np.ndarray
     groups: np.ndarray
+    weights: np.ndarray
 
 
 def golds_of(corpus: Corpus, query: Query) -> list[Gold]:
@@ -60,13 +61,13 @@ def examples(retriever: Retriever, corpus: Corpus, queries: list[Query], weight:
             continue
         x = featurize(q.question, candidates, retriever.families, asked)
         y = [1 if first_rank([_result(c.hit)], golds) == 1 else 0 for c in candidates]
-        for _ in range(weight):
-            xs.append(x)
-            ys.extend(y)
-            groups.extend([f"{q.id}"] * len(y))
+        xs.append(x)
+        ys.extend(y)
+        groups.extend([f"{q.id}"] * len(y))
     if not xs:
-        return Examples(np.zeros((0, len(FEATURES)), dtype=np.float32), np.zeros(0, dtype=int), np.zeros(0, dtype=str))
-    return Examples(np.vstack(xs), np.asarray(ys), np.asarray(groups))
+        empty = np.zeros(0)
+        return Examples(np.zeros((0, len(FEATURES)), dtype=np.float32), empty.astype(int), empty.astype(str), empty)
+    return Examples(np.vstack(xs), np.asarray(ys), np.asarray(groups), np.full(len(ys), float(weight)))
 
 
 def _result(hit) -> Result:  # noqa: ANN001
@@ -110,12 +111,10 @@ def train_with_held_out(
     dev = [q for q in dev if keep(q)]
     say(f"candidates for {len(dev)} dev and {len(generated)} docstring questions")
     parts = [examples(retriever, corpus, dev, DEV_WEIGHT), examples(retriever, corpus, generated)]
-    data = Examples(
-        np.vstack([p.x for p in parts]), np.concatenate([p.y for p in parts]), np.concatenate([p.groups for p in parts])
-    )
+    data = Examples(*(np.concatenate([getattr(p, f) for p in parts]) for f in ("x", "y", "groups", "weights")))
     if not data.y.sum():
         raise ValueError("No training question has its gold symbol among the candidates; is the corpus indexed?")
-    model = fit(data.x, data.y, data.groups)
+    model = fit(data.x, data.y, data.groups, data.weights)
     model.trained_on.update({"dev_questions": len(dev), "docstring_questions": len(generated)})
     held_out: dict[str, RankModel] = {}
     folds = min(folds, len(dev))
@@ -125,7 +124,7 @@ def train_with_held_out(
             out = {dev[i].id for i in order[fold::folds]}
             rows = ~np.isin(data.groups, list(out))
             if data.y[rows].sum():
-                fold_model = fit(data.x[rows], data.y[rows], data.groups[rows])
+                fold_model = fit(data.x[rows], data.y[rows], data.groups[rows], data.weights[rows])
                 held_out.update({q.question: fold_model for q in dev if q.id in out})
     return model, held_out
 

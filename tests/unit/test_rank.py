@@ -61,8 +61,16 @@ def test_the_model_learns_a_signal_and_round_trips(tmp_path: Path) -> None:
     x = rng.normal(size=(400, len(FEATURES))).astype(np.float32)
     x[:, 0] = 1.0
     y = (x[:, FEATURES.index("family_match")] > 0.5).astype(int)
-    model = fit(x, y, np.arange(400))
+    groups = np.arange(400) // 10  # 40 questions of 10 candidates
+    model = fit(x, y, groups)
     assert auroc(model.probability(x).tolist(), y.tolist()) > 0.95
+    # Probabilities are calibrated across questions: about as many golds as the candidates' summed probability.
+    assert abs(model.probability(x).sum() - y.sum()) < 0.1 * y.sum()
+    # A question's weight counts: with the signal's questions weighted up, a contrary question is outvoted.
+    flipped = y.copy()
+    flipped[:10] = 1 - flipped[:10]
+    weights = np.where(groups == 0, 1.0, 5.0)
+    assert auroc(fit(x, flipped, groups, weights).probability(x).tolist(), y.tolist()) > 0.95
     model.save(tmp_path / "r.json")
     again = RankModel.load(tmp_path / "r.json")
     assert np.allclose(again.scores(x), model.scores(x))
