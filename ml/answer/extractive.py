@@ -440,6 +440,7 @@ def statement_window(text: str, q: set[str], limit: int, exclude: str = "") -> l
         if (
             not stripped
             or i in skip
+            or _BARE.match(stripped)
             or stripped.startswith(("@", "class "))
             or (risky and INSTRUCTION_LIKE.search(stripped))
             or stripped.rstrip(":")[:160] in exclude
@@ -456,6 +457,8 @@ def statement_window(text: str, q: set[str], limit: int, exclude: str = "") -> l
 
 
 CODE_KINDS = frozenset({"function", "method", "class"})
+# A line that only closes brackets (`)`, `]),`) says nothing on its own: quoted, it takes the room of one that does.
+_BARE = re.compile(r"^[)\]}]+[,:]?$")
 _STATEMENT = re.compile(r"^(return|if|elif|for|while|raise)\b|[^=!<>]=[^=]|\w\(")
 _QUOTES = ('"""', "'''")
 # `x = 1`, `eps=(1e-30, 1e-3)`, `default="adamw_torch"`: a line that sets a value as written.

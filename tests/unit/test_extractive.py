@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ml.answer.base import ABSTAIN_TEXT
-from ml.answer.extractive import ExtractiveAnswerer
+from ml.answer.extractive import ExtractiveAnswerer, question_stems, statement_window
 from ml.answer.units import intent
 from ml.types import Chunk, Hit
 
@@ -284,6 +284,24 @@ def test_how_something_works_quotes_consecutive_statements_around_the_match() ->
     order = [next(i for i, line in enumerate(code) if key in line) for key in ("named_parameters", "n_layer")]
     assert order == sorted(order)
     assert not any("Reinitialize" in line for line in code)
+
+
+def test_a_quoted_window_skips_lines_that_only_close_brackets() -> None:
+    code = (
+        "def step(self, loss):\n"
+        "    scaled = self.scaler.scale(\n"
+        "        loss,\n"
+        "    )\n"
+        "    scaled.backward()\n"
+        "    self.scaler.step(\n"
+        "        self.optimizer,\n"
+        "    )\n"
+        "    self.scaler.update()\n"
+    )
+    lines = code.splitlines()
+    window = [lines[i].strip() for i in statement_window(code, question_stems("how is the loss scaled"), 4)]
+    # Four lines with something to say: a `)` would have taken the room of the backward call.
+    assert window == ["scaled = self.scaler.scale(", "loss,", "scaled.backward()", "self.scaler.step("]
 
 
 SOFTCAP_EXAMPLE = Chunk(
