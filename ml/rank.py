@@ -100,6 +100,7 @@ FEATURES = [
     "default_x_argument",
     "where_x_class",
     "error_x_raise",
+    "quoted_rank",
 ]
 
 
@@ -151,6 +152,7 @@ class Candidate:
     hybrid_rank: int = 0
     bm25: float = 0.0
     bm25_rank: int = 0
+    quoted_rank: int = 0
     features: dict[str, float] = field(default_factory=dict)
 
 
@@ -213,6 +215,7 @@ def featurize(question: str, candidates: list[Candidate], families: dict[str, st
             "default_x_argument": float(default and chunk.kind == "argument"),
             "where_x_class": float(where and chunk.kind in ("class", "module")),
             "error_x_raise": float(error and "raise " in chunk.text),
+            "quoted_rank": 1.0 / (1 + c.quoted_rank) if c.quoted_rank else 0.0,
         }
         c.features = f
         rows.append([f[name] for name in FEATURES])

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from ml.answer.units import quoted as quoted_message
 from ml.index.embed import Embedder
 from ml.index.tokens import split_identifier
 from ml.index.weaviate_index import WeaviateIndex
@@ -38,6 +39,9 @@ class RetrievalConfig:
     ranker: bool = True
     bm25_candidates: int = 30
     family_candidates: int = 15
+    # A message the question quotes is searched alone (BM25): the question's other words ("a GPT-style tokenizer")
+    # outweigh it in the full-question searches, and the code that raises it is one long function among many.
+    quoted_candidates: int = 10
 
 
 def query_identifiers(query: str) -> set[str]:
@@ -158,8 +162,9 @@ class Retriever:
         kinds: Sequence[str] | None = None,
         path_prefix: str | None = None,
     ) -> tuple[list[Candidate], list[str]]:
-        """The union of the hybrid candidates, the BM25 candidates and, for a family the question names, that
-        family's folder; each with the scores of the searches that found it. Returns them and the asked families."""
+        """The union of the hybrid candidates, the BM25 candidates, the BM25 candidates of a message the question
+        quotes and, for a family the question names, that family's folder; each with the scores of the searches
+        that found it. Returns them and the asked families."""
         found: dict[str, Candidate] = {}
         limit = max(k, self.config.candidates)
         main = self.index.hybrid(query, vector, limit, self.config.alpha, kinds=kinds, path_prefix=path_prefix)
@@ -172,6 +177,13 @@ class Retriever:
             for rank, hit in enumerate(bm25, 1):
                 c = found.setdefault(hit.chunk.id, Candidate(hit))
                 c.bm25, c.bm25_rank = hit.score, rank
+        message = quoted_message(query) if self.config.quoted_candidates else ""
+        if message:
+            exact = self.index.hybrid(
+                message, vector, self.config.quoted_candidates, 0.0, kinds=kinds, path_prefix=path_prefix
+            )
+            for rank, hit in enumerate(exact, 1):
+                found.setdefault(hit.chunk.id, Candidate(hit)).quoted_rank = rank
         asked = asked_families(query, self.families) if not path_prefix else []
         for family in asked:
             routed = self.index.hybrid(

@@ -43,6 +43,12 @@ _FIELD = re.compile(r"^([A-Za-z_]\w*)\s*:\s*([^=]+?)\s*=\s*(.+)$")
 _DEFAULTS_TO = re.compile(r"defaults? to\s*(`[^`]+`|[^\s),]+)", re.I)
 
 
+def quoted(question: str) -> str:
+    """The message a question quotes ("I get 'Asking to pad but ...'"), or "" when it quotes none."""
+    match = _QUOTED.search(question)
+    return match.group(1).strip() if match else ""
+
+
 def intent(question: str) -> str:
     """`error`, `default`, `why`, `howto` or `other` for a question."""
     if _QUOTED.search(question) or _ERROR.search(question):

@@ -39,6 +39,18 @@ def test_hybrid_search_finds_the_symbol_a_question_asks_for(indexed: Indexed) ->
     assert top.url.endswith(f"#L{top.start_line}-L{top.end_line}")
 
 
+def test_a_message_the_question_quotes_is_searched_alone(indexed: Indexed) -> None:
+    retriever = Retriever(indexed.index, indexed.embedder)
+    question = (
+        'Quantizing Llama with a custom logits processor and a stopping criteria stops with "Invalid axis value. '
+        'Only 0 and 1 are allowed." What raises it?'
+    )
+    candidates, _ = retriever.candidates(question, indexed.embedder.embed_query(question))
+    first = next(c.hit.chunk for c in candidates if c.quoted_rank == 1)
+    assert (first.path, first.symbol) == ("transformers/utils/quantization_config.py", "HqqConfig.__init__")
+    assert "Invalid axis value" in first.text
+
+
 def test_kind_and_path_prefix_filters(indexed: Indexed) -> None:
     retriever = Retriever(indexed.index, indexed.embedder)
     classes = retriever.search("attention", k=10, kinds=["class"])

@@ -10,6 +10,7 @@ import pytest
 
 from ml.answer.confidence import FEATURES as CONFIDENCE_FEATURES
 from ml.answer.confidence import ConfidenceModel, Logistic, auroc, reliability
+from ml.answer.units import quoted
 from ml.errors import UserError
 from ml.rank import FEATURES, Candidate, RankModel, asked_families, default_model, featurize, fit
 from ml.types import Chunk, Hit
@@ -54,6 +55,18 @@ def test_a_getter_and_an_example_for_a_how_question_are_told_apart() -> None:
     x = featurize("How do I load a model in 4-bit?", [getter, example], {}, [])
     col = {name: x[:, i] for i, name in enumerate(FEATURES)}
     assert col["getter"].tolist() == [1.0, 0.0] and col["how_x_example"].tolist() == [0.0, 1.0]
+
+
+def test_a_quoted_message_is_read_out_of_the_question_and_its_search_rank_is_a_feature() -> None:
+    assert quoted('I get "Asking to pad but the tokenizer does not have a padding token" with GPT-2') == (
+        "Asking to pad but the tokenizer does not have a padding token"
+    )
+    assert quoted("Why doesn't the checkpoint's config load?") == ""  # apostrophes quote nothing
+    raising = Candidate(hit("a.py", "Tok._pad", "method"), quoted_rank=1)
+    other = Candidate(hit("a.py", "Tok", "class"), 0.9, 1)
+    x = featurize('Where is "Asking to pad but the tokenizer has none" raised?', [raising, other], {}, [])
+    col = {name: x[:, i] for i, name in enumerate(FEATURES)}
+    assert col["quoted_rank"].tolist() == [0.5, 0.0]
 
 
 def test_the_model_learns_a_signal_and_round_trips(tmp_path: Path) -> None:
