@@ -1,4 +1,5 @@
-"""Retrieval, answers and confidence on both halves of the dev set, beside strong BM25 baselines, in one run.
+"""Retrieval, answers and confidence on both halves of the dev set, beside strong BM25 baselines, in one run; and
+abstention on a scope set nothing is trained on (`ml/eval/data/scope_heldout.jsonl`).
 
 Knobs are tuned on the "tune" half only (the ranker and the confidence model are trained on it, the two-stage
 baseline's file weight is picked on it); the "test" half is reported untouched. Usage:
@@ -16,7 +17,15 @@ from typing import Any
 
 from bench.common import machine
 from ml.answer.confidence import auroc, reliability
-from ml.eval.retrieval import Result, bm25_searchers, dev_queries, docstring_queries, evaluate, out_of_scope_questions
+from ml.eval.retrieval import (
+    Result,
+    bm25_searchers,
+    dev_queries,
+    docstring_queries,
+    evaluate,
+    out_of_scope_questions,
+    scope_heldout_questions,
+)
 from ml.eval.run import searchers
 from ml.eval.suite import index_corpus
 from ml.pipeline import QA
@@ -103,6 +112,13 @@ def answers(qa: QA, corpus: Any, only: set[str] | None = None) -> dict[str, Any]
             "reliability": reliability([r["confidence"] for r in scored], [int(r["right"]) for r in scored]),
             "facts_by_kind": _by_kind(with_facts),
         }
+    in_scope, out_of_scope = scope_heldout_questions()
+    out["scope_heldout"] = {
+        "out_of_scope": len(out_of_scope),
+        "out_of_scope_abstained": round(sum(qa.ask(q).abstained for q in out_of_scope) / len(out_of_scope), 3),
+        "in_scope": len(in_scope),
+        "in_scope_abstained": round(sum(qa.ask(q).abstained for q in in_scope) / len(in_scope), 3),
+    }
     return out
 
 
@@ -170,6 +186,12 @@ def main() -> None:
         for system, values in result["systems"].items():
             print(f"  {system:28s}" + "".join(f"{values.get(m, float('nan')):17.3f}" for m in METRICS))
     for split, a in answered.items():
+        if split == "scope_heldout":
+            print(
+                f"\nscope, held-out set (never trained on): out-of-scope abstained {a['out_of_scope_abstained']:.3f} "
+                f"of {a['out_of_scope']}, in-scope abstained {a['in_scope_abstained']:.3f} of {a['in_scope']}"
+            )
+            continue
         print(
             f"\nanswers, {split} half: facts present {a['facts_present']:.3f} (by kind {a['facts_by_kind']}), "
             f"gold cited {a['gold_cited']:.3f}, confidence AUROC {a['confidence_auroc']:.3f}, "

@@ -101,6 +101,14 @@ def scope_training_questions() -> tuple[list[str], list[str]]:
     return [i["question"] for i in items if i["in_scope"]], [i["question"] for i in items if not i["in_scope"]]
 
 
+def scope_heldout_questions() -> tuple[list[str], list[str]]:
+    """(in scope, out of scope) questions written without sight of the dev and out-of-scope sets, and never trained
+    on: a measure of abstention on questions the scope model and its threshold were not fitted to.
+    Mostly other tools that share Transformers' words (vLLM, timm, NeMo, Lightning, scikit-learn's transformers)."""
+    items = [json.loads(line) for line in _lines("data/scope_heldout.jsonl")]
+    return [i["question"] for i in items if i["in_scope"]], [i["question"] for i in items if not i["in_scope"]]
+
+
 def resolve_gold(corpus: Corpus, path: str, symbol: str) -> Gold | None:
     """The line span of `symbol` in `path` (its largest definition, so an @overload stub never wins)."""
     file = corpus.base / path
