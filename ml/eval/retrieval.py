@@ -97,15 +97,19 @@ def out_of_scope_questions(split: str | None = None) -> list[str]:
 def scope_training_questions() -> tuple[list[str], list[str]]:
     """(in scope, out of scope) questions without gold symbols, for training the scope model only: users' ways of
     asking about Transformers, and other libraries' and tools' questions that share its words. Never evaluated."""
-    items = [json.loads(line) for line in _lines("data/scope_train.jsonl")]
-    return [i["question"] for i in items if i["in_scope"]], [i["question"] for i in items if not i["in_scope"]]
+    return _scope_split("data/scope_train.jsonl")
 
 
 def scope_heldout_questions() -> tuple[list[str], list[str]]:
     """(in scope, out of scope) questions written without sight of the dev and out-of-scope sets, and never trained
     on: a measure of abstention on questions the scope model and its threshold were not fitted to.
     Mostly other tools that share Transformers' words (vLLM, timm, NeMo, Lightning, scikit-learn's transformers)."""
-    items = [json.loads(line) for line in _lines("data/scope_heldout.jsonl")]
+    return _scope_split("data/scope_heldout.jsonl")
+
+
+def _scope_split(name: str) -> tuple[list[str], list[str]]:
+    """(in scope, out of scope) questions of a packaged JSONL set with an `in_scope` flag."""
+    items = [json.loads(line) for line in _lines(name)]
     return [i["question"] for i in items if i["in_scope"]], [i["question"] for i in items if not i["in_scope"]]
 
 
