@@ -2,9 +2,9 @@
 
 A question that names something the repository never mentions ("TorchServe", "Horovod", "LightGBM") is about
 another tool, however many of its other words Transformers shares. The confidence model reads two numbers from here:
-how many of the question's words (and whole names, before identifier splitting) no indexed file contains, and the
-share of its words that almost no file contains (at most one in a thousand of the files: two in the package, none in
-a small tree, where every word is in few files).
+how many of the question's words (and whole names, before identifier splitting: `TorchServe`, `gpu_memory_utilization`)
+no indexed file contains, and the share of its words that almost no file contains (at most one in a thousand of the
+files: two in the package, none in a small tree, where every word is in few files).
 
 Built by walking the indexed root with the index's own file selection (`Corpus.iter_files`; about 10 s for the
 package on 2 cores), written to the data dir after ingest, and rebuilt when the set of indexed files changes.
@@ -28,8 +28,12 @@ log = logging.getLogger(__name__)
 
 FILE_NAME = "vocabulary.json"
 RARE_SHARE = 0.001
-# Whole names as written (`TorchServe`, `llama.cpp` -> `llama`, `cpp`), before identifier splitting.
-NAME = re.compile(r"[A-Za-z][A-Za-z0-9]+")
+# Whole names as written (`TorchServe`, `gpu_memory_utilization`, `llama.cpp` -> `llama`, `cpp`), before identifier
+# splitting. A snake_case name another library defines splits into words every tree has (`gpu`, `memory`); whole, it
+# is in no file. In the scope training questions no in-scope question names an identifier the package lacks.
+NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]*[A-Za-z0-9]")
+# Bumped when what is counted changes: a vocabulary saved in another format is rebuilt.
+FORMAT = 2
 
 
 @dataclass
@@ -51,7 +55,7 @@ class Vocabulary:
 
     def save(self, path: Path) -> None:
         tmp = path.with_suffix(".tmp")
-        data = {"fingerprint": self.fingerprint, "documents": self.documents, "files": self.files}
+        data = {"format": FORMAT, "fingerprint": self.fingerprint, "documents": self.documents, "files": self.files}
         tmp.write_text(json.dumps(data))
         os.replace(tmp, path)
 
@@ -101,6 +105,6 @@ def load_or_build(
 def _readable(path: Path) -> bool:
     """Whether a saved vocabulary is in this version's format (an older or damaged one is rebuilt)."""
     try:
-        return "documents" in json.loads(path.read_text())
+        return json.loads(path.read_text()).get("format") == FORMAT
     except (OSError, ValueError):
         return False

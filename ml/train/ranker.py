@@ -296,6 +296,10 @@ def train_confidence(
             "generated": len(extra_rows),
             "ranked_held_out": sum(q in rankers for q, _ in answerable),
             "vocabulary_words": len(vocabulary.files) if vocabulary is not None else 0,
+            # Cross-validated on these questions: the out-of-scope share the threshold abstains on.
+            "held_out_out_of_scope_abstained": round(
+                float(np.mean([p < threshold for p in held_out_scope[len(in_scope) :]])), 3
+            ),
         },
     )
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from ml.index.vocabulary import FILE_NAME, Vocabulary, build, fingerprint, load_or_build
@@ -23,6 +24,9 @@ def test_words_and_whole_names_count_the_files_containing_them(tmp_path: Path) -
     unseen, rare = vocabulary.foreign("How do I wrap my optimizer with Horovod and TorchServe for llama?")
     assert unseen == 2.0 and 0.0 < rare <= 1.0
     assert vocabulary.foreign("Where is rotate_half for llama?")[0] == 0.0
+    # Another library's snake_case name: its words (`rotate`, `half`) are here, the name is not.
+    assert vocabulary.files["rotate_half"] == 1
+    assert vocabulary.foreign("Where is half_rotate for llama?")[0] == 1.0
 
 
 def test_load_or_build_reuses_then_rebuilds_when_the_indexed_files_change(tmp_path: Path) -> None:
@@ -53,3 +57,15 @@ def test_a_damaged_vocabulary_file_is_rebuilt_not_trusted(tmp_path: Path) -> Non
     vocabulary = load_or_build(data, root, ["models/trainer.py"], ("en",))
     assert vocabulary is not None and vocabulary.documents == 2 and vocabulary.files["llama"] == 1
     assert Vocabulary.load(data / FILE_NAME).files == vocabulary.files
+
+
+def test_a_vocabulary_saved_in_an_older_format_is_rebuilt(tmp_path: Path) -> None:
+    root, data = tmp_path / "tree", tmp_path / "data"
+    tree(root)
+    data.mkdir()
+    paths = ["models/trainer.py", "models/llama.py"]
+    # The earlier format: same fingerprint, but no snake_case names counted.
+    old = {"fingerprint": fingerprint(paths), "documents": 2, "files": {"llama": 1}}
+    (data / FILE_NAME).write_text(json.dumps(old))
+    vocabulary = load_or_build(data, root, paths, ("en",))
+    assert vocabulary is not None and vocabulary.files["rotate_half"] == 1
