@@ -29,10 +29,10 @@ run: setup ## The main job: index the installed transformers package, then ask i
 	$(BIN)/tqa ingest
 	$(BIN)/tqa ask "How do I load a model in 4-bit?"
 
-# PYTEST_WORKERS=2: whole files to two pytest-xdist processes, in collection order (tests/conftest.py puts the slowest
-# first); 0 (the default until a parallel run is green on a quiet machine): one test at a time in this process.
-# PYTEST_ARGS: more options (e.g. --durations=30).
-PYTEST_WORKERS ?= 0
+# PYTEST_WORKERS=2 (the default): whole files to two pytest-xdist processes, in collection order (tests/conftest.py
+# puts the slowest first), so a file that mostly waits (machines booting, servers starting) runs beside one that
+# computes; 0: one test at a time in this process. PYTEST_ARGS: more options (e.g. --durations=30).
+PYTEST_WORKERS ?= 2
 PYTEST_ARGS ?=
 PYTEST_PARALLEL = $(if $(filter-out 0,$(PYTEST_WORKERS)),-n $(PYTEST_WORKERS) --dist loadfile --no-loadscope-reorder)
 
