@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from ml.answer.base import ABSTAIN_TEXT
 from ml.answer.extractive import ExtractiveAnswerer, question_stems, statement_window
 from ml.answer.units import intent
@@ -401,6 +403,51 @@ def test_a_lower_code_hit_whose_prose_says_little_is_seen_by_its_matching_statem
     answer = ExtractiveAnswerer(threshold=0.0).answer(question, hits)
     see_also = next(line for line in answer.answer.splitlines() if line.startswith("See also `BertPooler`"))
     assert "hidden_states[:, 0]" in see_also and see_also.endswith("[2]")
+
+
+def test_a_lower_code_hit_shows_its_sentence_and_the_statements_that_answer() -> None:
+    question = "Do Qwen2's query, key and value projections have bias terms, unlike Llama's attention?"
+    top = Chunk(
+        id="t",
+        kind="class",
+        path="transformers/models/qwen2/modeling_qwen2.py",
+        start_line=478,
+        end_line=479,
+        symbol="Qwen2ForTokenClassification",
+        url="u",
+        text="class Qwen2ForTokenClassification(GenericForTokenClassification, Qwen2PreTrainedModel):\n    pass",
+    )
+    attention = Chunk(
+        id="a",
+        kind="method",
+        path="transformers/models/qwen2/modeling_qwen2.py",
+        start_line=171,
+        end_line=185,
+        symbol="Qwen2Attention.__init__",
+        url="u",
+        text="def __init__(self, config, layer_idx):\n"
+        '    """Multi-headed attention: query, key and value projections."""\n'
+        "    super().__init__()\n    self.head_dim = config.head_dim\n"
+        "    self.q_proj = nn.Linear(config.hidden_size, config.num_attention_heads * self.head_dim, bias=True)\n"
+        "    self.k_proj = nn.Linear(config.hidden_size, config.num_key_value_heads * self.head_dim, bias=True)\n"
+        "    self.v_proj = nn.Linear(config.hidden_size, config.num_key_value_heads * self.head_dim, bias=True)\n"
+        "    self.o_proj = nn.Linear(config.num_attention_heads * self.head_dim, config.hidden_size, bias=False)\n"
+        "    self.sliding_window = config.sliding_window",
+    )
+    hits = [Hit(chunk=top, score=1.0, dense=0.6), Hit(chunk=attention, score=0.9, dense=0.5)]
+    answer = ExtractiveAnswerer(threshold=0.0).answer(question, hits)
+    see_also = next(line for line in answer.answer.splitlines() if line.startswith("See also `Qwen2Attention"))
+    # The docstring's sentence shares words with the question, and the statements still follow it.
+    assert "Multi-headed attention" in see_also and see_also.endswith("[2]")
+    quoted = re.findall(r"`(self\.\w_proj = [^`]*)`", see_also)
+    assert len(quoted) == 3 and all("bias=" in line for line in quoted), see_also
+    assert "def __init__" not in see_also and "sliding_window" not in see_also
+    # The confidence model reads the coverage of the line's gist (its sentence), as it was trained: the statements
+    # added after it ("bias") do not count.
+    q = question_stems(question)
+    shown = len(q & question_stems(answer.answer)) / len(q)
+    gist = len(q & question_stems(answer.answer.replace(see_also, see_also.split("`self.")[0]))) / len(q)
+    assert ExtractiveAnswerer(threshold=0.0).evidence(question, hits).coverage == gist < shown
 
 
 def test_apostrophes_are_not_quotes_so_a_default_question_is_not_read_as_an_error() -> None:
