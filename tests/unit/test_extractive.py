@@ -386,17 +386,19 @@ def test_a_class_hit_is_answered_from_its_methods_code_not_its_outline() -> None
     assert (answer.sources[0].start_line, answer.sources[0].end_line) == (455, 467)
 
 
+def _code(path: str, symbol: str, kind: str, lines: tuple[int, int], text: str) -> Chunk:
+    return Chunk(id=symbol, kind=kind, path=f"transformers/{path}", start_line=lines[0], end_line=lines[1],
+                 symbol=symbol, url="u", text=text)  # fmt: skip
+
+
 def test_a_lower_code_hit_whose_prose_says_little_is_seen_by_its_matching_statement() -> None:
     question = "What does BERT's pooler output contain, which token's hidden state?"
-    top = Chunk(
-        id="h",
-        kind="class",
-        path="transformers/models/bert/modeling_bert.py",
-        start_line=513,
-        end_line=520,
-        symbol="BertOnlyNSPHead",
-        url="u",
-        text="class BertOnlyNSPHead(nn.Module):\n    def forward(self, pooled_output):\n"
+    top = _code(
+        "models/bert/modeling_bert.py",
+        "BertOnlyNSPHead",
+        "class",
+        (513, 520),
+        "class BertOnlyNSPHead(nn.Module):\n    def forward(self, pooled_output):\n"
         "        return self.seq_relationship(pooled_output)",
     )
     hits = [Hit(chunk=top, score=1.0, dense=0.6), Hit(chunk=POOLER, score=0.9, dense=0.5, body=POOLER_BODY)]
@@ -407,25 +409,20 @@ def test_a_lower_code_hit_whose_prose_says_little_is_seen_by_its_matching_statem
 
 def test_a_lower_code_hit_shows_its_sentence_and_the_statements_that_answer() -> None:
     question = "Do Qwen2's query, key and value projections have bias terms, unlike Llama's attention?"
-    top = Chunk(
-        id="t",
-        kind="class",
-        path="transformers/models/qwen2/modeling_qwen2.py",
-        start_line=478,
-        end_line=479,
-        symbol="Qwen2ForTokenClassification",
-        url="u",
-        text="class Qwen2ForTokenClassification(GenericForTokenClassification, Qwen2PreTrainedModel):\n    pass",
+    qwen2 = "models/qwen2/modeling_qwen2.py"
+    top = _code(
+        qwen2,
+        "Qwen2ForTokenClassification",
+        "class",
+        (478, 479),
+        "class Qwen2ForTokenClassification(GenericForTokenClassification, Qwen2PreTrainedModel):\n    pass",
     )
-    attention = Chunk(
-        id="a",
-        kind="method",
-        path="transformers/models/qwen2/modeling_qwen2.py",
-        start_line=171,
-        end_line=185,
-        symbol="Qwen2Attention.__init__",
-        url="u",
-        text="def __init__(self, config, layer_idx):\n"
+    attention = _code(
+        qwen2,
+        "Qwen2Attention.__init__",
+        "method",
+        (171, 185),
+        "def __init__(self, config, layer_idx):\n"
         '    """Multi-headed attention: query, key and value projections."""\n'
         "    super().__init__()\n    self.head_dim = config.head_dim\n"
         "    self.q_proj = nn.Linear(config.hidden_size, config.num_attention_heads * self.head_dim, bias=True)\n"
